@@ -1,0 +1,1402 @@
+//! OpenQASM 2 import: text to [`Circuit`], with errors that point at a line and column.
+//!
+//! Hand-written recursive descent, because no maintained crate fits (see `shared/crates-notes.md`):
+//! `openqasm` 0.1 reads reals as `f32`, rejects exponent literals and ships an outdated `qelib1.inc`;
+//! `oq3_parser` rejects QASM 2 syntax and panics on a missing include. Angles here keep full `f64`
+//! precision, user `gate` definitions are inlined, and every error carries its position.
+//!
+//! Supported: `OPENQASM 2.0`, `include "qelib1.inc"` (built in), several `qreg`/`creg`, `gate`
+//! definitions, register broadcast, `barrier` and `measure` (accepted, not simulated: every qubit is
+//! read out at the end). Rejected with a clear error: `reset`, `if`, `opaque` gate calls and other
+//! includes.
+
+use crate::circuit::{Circuit, CircuitError, Gate};
+use std::collections::HashMap;
+use std::fmt;
+use thiserror::Error;
+
+/// Most instructions a program may expand to; guards against exponential gate-definition nesting.
+pub const MAX_INSTRUCTIONS: usize = 20_000_000;
+/// Deepest expression nesting accepted; guards the parser's stack.
+const MAX_EXPR_DEPTH: usize = 200;
+
+/// What went wrong, for callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Syntax,
+    MalformedNumber,
+    UnknownGate,
+    Arity,
+    UndeclaredRegister,
+    IndexOutOfRange,
+    Redefinition,
+    Unsupported,
+    Invalid,
+    TooLarge,
+}
+
+/// A parse error at a 1-based line and column.
+#[derive(Debug, Clone, Error, PartialEq)]
+#[error("line {line}, column {column}: {message}")]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pos {
+    line: usize,
+    column: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Int(u64),
+    Real(f64),
+    Str(String),
+    Sym(&'static str),
+    Eof,
+}
+
+impl fmt::Display for Tok {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tok::Ident(s) => write!(f, "'{s}'"),
+            Tok::Int(v) => write!(f, "'{v}'"),
+            Tok::Real(v) => write!(f, "'{v}'"),
+            Tok::Str(s) => write!(f, "\"{s}\""),
+            Tok::Sym(s) => write!(f, "'{s}'"),
+            Tok::Eof => write!(f, "end of input"),
+        }
+    }
+}
+
+fn error(pos: Pos, kind: ErrorKind, message: impl Into<String>) -> ParseError {
+    ParseError {
+        line: pos.line,
+        column: pos.column,
+        kind,
+        message: message.into(),
+    }
+}
+
+const SYMBOLS: [&str; 15] = [
+    "->", "==", ";", ",", "(", ")", "[", "]", "{", "}", "+", "-", "*", "/", "^",
+];
+
+fn lex(src: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
+    let chars: Vec<char> = src.chars().collect();
+    let mut toks = Vec::new();
+    let (mut i, mut line, mut col) = (0usize, 1usize, 1usize);
+    let advance = |i: &mut usize, line: &mut usize, col: &mut usize, n: usize| {
+        for _ in 0..n {
+            if chars[*i] == '\n' {
+                *line += 1;
+                *col = 1;
+            } else {
+                *col += 1;
+            }
+            *i += 1;
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let pos = Pos { line, column: col };
+        if c.is_whitespace() {
+            advance(&mut i, &mut line, &mut col, 1);
+            continue;
+        }
+        if c == '/' && chars.get(i + 1) == Some(&'/') {
+            while i < chars.len() && chars[i] != '\n' {
+                advance(&mut i, &mut line, &mut col, 1);
+            }
+            continue;
+        }
+        if c == '/' && chars.get(i + 1) == Some(&'*') {
+            advance(&mut i, &mut line, &mut col, 2);
+            loop {
+                if i + 1 >= chars.len() {
+                    return Err(error(pos, ErrorKind::Syntax, "unterminated comment"));
+                }
+                if chars[i] == '*' && chars[i + 1] == '/' {
+                    advance(&mut i, &mut line, &mut col, 2);
+                    break;
+                }
+                advance(&mut i, &mut line, &mut col, 1);
+            }
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            col += i - start;
+            toks.push((Tok::Ident(word), pos));
+            continue;
+        }
+        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
+            let (tok, len) =
+                lex_number(&chars[i..]).map_err(|m| error(pos, ErrorKind::MalformedNumber, m))?;
+            col += len;
+            i += len;
+            toks.push((tok, pos));
+            continue;
+        }
+        if c == '"' {
+            let start = i + 1;
+            let mut j = start;
+            while j < chars.len() && chars[j] != '"' && chars[j] != '\n' {
+                j += 1;
+            }
+            if j >= chars.len() || chars[j] != '"' {
+                return Err(error(pos, ErrorKind::Syntax, "unterminated string"));
+            }
+            let s: String = chars[start..j].iter().collect();
+            let n = j + 1 - i;
+            advance(&mut i, &mut line, &mut col, n);
+            toks.push((Tok::Str(s), pos));
+            continue;
+        }
+        let sym = SYMBOLS.iter().find(|s| {
+            s.chars()
+                .enumerate()
+                .all(|(k, sc)| chars.get(i + k) == Some(&sc))
+        });
+        match sym {
+            Some(s) => {
+                advance(&mut i, &mut line, &mut col, s.len());
+                toks.push((Tok::Sym(s), pos));
+            }
+            None => {
+                return Err(error(
+                    pos,
+                    ErrorKind::Syntax,
+                    format!("unexpected character {c:?}"),
+                ))
+            }
+        }
+    }
+    toks.push((Tok::Eof, Pos { line, column: col }));
+    Ok(toks)
+}
+
+/// Lexes `123`, `1.5`, `.5`, `3.`, `1e-5`, `2.5E+3`; returns the token and its length in chars.
+fn lex_number(s: &[char]) -> Result<(Tok, usize), String> {
+    let mut j = 0;
+    let digits = |j: &mut usize| {
+        let start = *j;
+        while *j < s.len() && s[*j].is_ascii_digit() {
+            *j += 1;
+        }
+        *j - start
+    };
+    let int_digits = digits(&mut j);
+    let mut is_real = false;
+    if j < s.len() && s[j] == '.' {
+        is_real = true;
+        j += 1;
+        let frac = digits(&mut j);
+        if int_digits == 0 && frac == 0 {
+            return Err("malformed number '.'".into());
+        }
+    }
+    if j < s.len() && (s[j] == 'e' || s[j] == 'E') {
+        is_real = true;
+        j += 1;
+        if j < s.len() && (s[j] == '+' || s[j] == '-') {
+            j += 1;
+        }
+        if digits(&mut j) == 0 {
+            let text: String = s[..j].iter().collect();
+            return Err(format!("malformed number '{text}': exponent has no digits"));
+        }
+    }
+    if j < s.len() && (s[j].is_ascii_alphanumeric() || s[j] == '_' || s[j] == '.') {
+        let mut k = j;
+        while k < s.len() && (s[k].is_ascii_alphanumeric() || s[k] == '_' || s[k] == '.') {
+            k += 1;
+        }
+        let text: String = s[..k].iter().collect();
+        return Err(format!("malformed number '{text}'"));
+    }
+    let text: String = s[..j].iter().collect();
+    if is_real {
+        let v: f64 = text
+            .parse()
+            .map_err(|_| format!("malformed number '{text}'"))?;
+        Ok((Tok::Real(v), j))
+    } else {
+        let v: u64 = text
+            .parse()
+            .map_err(|_| format!("integer '{text}' is too large"))?;
+        Ok((Tok::Int(v), j))
+    }
+}
+
+/// A parameter expression inside a gate body, evaluated when the gate is called.
+#[derive(Debug, Clone)]
+enum Expr {
+    Num(f64),
+    Param(usize),
+    Neg(Box<Expr>),
+    Bin(char, Box<Expr>, Box<Expr>),
+    Func(Func, Box<Expr>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Func {
+    Sin,
+    Cos,
+    Tan,
+    Exp,
+    Ln,
+    Sqrt,
+}
+
+impl Expr {
+    fn eval(&self, params: &[f64]) -> f64 {
+        match self {
+            Expr::Num(v) => *v,
+            Expr::Param(k) => params[*k],
+            Expr::Neg(e) => -e.eval(params),
+            Expr::Bin(op, a, b) => {
+                let (a, b) = (a.eval(params), b.eval(params));
+                match op {
+                    '+' => a + b,
+                    '-' => a - b,
+                    '*' => a * b,
+                    '/' => a / b,
+                    _ => a.powf(b),
+                }
+            }
+            Expr::Func(f, e) => {
+                let v = e.eval(params);
+                match f {
+                    Func::Sin => v.sin(),
+                    Func::Cos => v.cos(),
+                    Func::Tan => v.tan(),
+                    Func::Exp => v.exp(),
+                    Func::Ln => v.ln(),
+                    Func::Sqrt => v.sqrt(),
+                }
+            }
+        }
+    }
+}
+
+/// One call inside a user gate body: `name(params) args`, with arguments as indices into the
+/// enclosing gate's qubit parameters.
+#[derive(Debug, Clone)]
+struct BodyCall {
+    target: GateRef,
+    params: Vec<Expr>,
+    args: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct UserGate {
+    num_params: usize,
+    num_qubits: usize,
+    body: Vec<BodyCall>,
+    /// Builtin gates one call expands to (saturating), checked before expanding.
+    expanded: u64,
+}
+
+/// What a gate name resolves to.
+#[derive(Debug, Clone)]
+enum GateRef {
+    Builtin(Builtin),
+    User(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Builtin {
+    num_params: usize,
+    num_qubits: usize,
+    make: fn(&[f64]) -> Gate,
+}
+
+/// The gates of `qelib1.inc` (and the language's own `U` and `CX`).
+fn library_gate(name: &str) -> Option<Builtin> {
+    use Gate::*;
+    let b = |num_params, num_qubits, make| {
+        Some(Builtin {
+            num_params,
+            num_qubits,
+            make,
+        })
+    };
+    match name {
+        "id" => b(0, 1, |_| Id),
+        "u0" => b(1, 1, |_| Id),
+        "x" => b(0, 1, |_| X),
+        "y" => b(0, 1, |_| Y),
+        "z" => b(0, 1, |_| Z),
+        "h" => b(0, 1, |_| H),
+        "s" => b(0, 1, |_| S),
+        "sdg" => b(0, 1, |_| Sdg),
+        "t" => b(0, 1, |_| T),
+        "tdg" => b(0, 1, |_| Tdg),
+        "sx" => b(0, 1, |_| Sx),
+        "sxdg" => b(0, 1, |_| Sxdg),
+        "rx" => b(1, 1, |p| Rx(p[0])),
+        "ry" => b(1, 1, |p| Ry(p[0])),
+        "rz" => b(1, 1, |p| Rz(p[0])),
+        "p" | "u1" => b(1, 1, |p| P(p[0])),
+        "u2" => b(2, 1, |p| U2(p[0], p[1])),
+        "u3" | "u" => b(3, 1, |p| U3(p[0], p[1], p[2])),
+        "cx" => b(0, 2, |_| Cx),
+        "cy" => b(0, 2, |_| Cy),
+        "cz" => b(0, 2, |_| Cz),
+        "ch" => b(0, 2, |_| Ch),
+        "swap" => b(0, 2, |_| Swap),
+        "crx" => b(1, 2, |p| Crx(p[0])),
+        "cry" => b(1, 2, |p| Cry(p[0])),
+        "crz" => b(1, 2, |p| Crz(p[0])),
+        "cp" | "cu1" => b(1, 2, |p| Cp(p[0])),
+        "cu3" => b(3, 2, |p| Cu3(p[0], p[1], p[2])),
+        "ccx" => b(0, 3, |_| Ccx),
+        "cswap" => b(0, 3, |_| Cswap),
+        "rxx" => b(1, 2, |p| Rxx(p[0])),
+        "rzz" => b(1, 2, |p| Rzz(p[0])),
+        _ => None,
+    }
+}
+
+fn language_gate(name: &str) -> Option<Builtin> {
+    match name {
+        "U" => Some(Builtin {
+            num_params: 3,
+            num_qubits: 1,
+            make: |p| Gate::U3(p[0], p[1], p[2]),
+        }),
+        "CX" => Some(Builtin {
+            num_params: 0,
+            num_qubits: 2,
+            make: |_| Gate::Cx,
+        }),
+        _ => None,
+    }
+}
+
+/// `qelib1.inc` gates that quargo does not model yet: named so the error says so.
+const UNMODELLED_LIBRARY_GATES: [&str; 7] = ["csx", "cu", "rccx", "rc3x", "c3x", "c3sqrtx", "c4x"];
+
+const RESERVED: [&str; 13] = [
+    "OPENQASM", "include", "qreg", "creg", "gate", "opaque", "barrier", "measure", "reset", "if",
+    "U", "CX", "pi",
+];
+
+/// A qubit argument at a call site: a whole register or one qubit of it.
+enum Arg {
+    Register { offset: usize, size: usize },
+    Qubit(usize),
+}
+
+struct Parser {
+    toks: Vec<(Tok, Pos)>,
+    at: usize,
+    cregs: HashMap<String, usize>,
+    qregs: HashMap<String, (usize, usize)>,
+    qreg_order: Vec<(String, usize)>,
+    user_gates: HashMap<String, UserGate>,
+    opaque: HashMap<String, Pos>,
+    library: bool,
+    pending: Vec<(Gate, Vec<usize>, Pos)>,
+}
+
+/// Parses an OpenQASM 2 program.
+pub fn parse(src: &str) -> Result<Circuit, ParseError> {
+    let toks = lex(src)?;
+    let mut p = Parser {
+        toks,
+        at: 0,
+        cregs: HashMap::new(),
+        qregs: HashMap::new(),
+        qreg_order: Vec::new(),
+        user_gates: HashMap::new(),
+        opaque: HashMap::new(),
+        library: false,
+        pending: Vec::new(),
+    };
+    p.program()?;
+    p.finish()
+}
+
+/// Reads and parses an OpenQASM 2 file.
+pub fn parse_file(path: &std::path::Path) -> Result<Circuit, QasmFileError> {
+    let src = std::fs::read_to_string(path).map_err(|source| QasmFileError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&src).map_err(|source| QasmFileError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Reading or parsing a file failed.
+#[derive(Debug, Error)]
+pub enum QasmFileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse { path: String, source: ParseError },
+}
+
+impl Parser {
+    fn peek(&self) -> &Tok {
+        &self.toks[self.at].0
+    }
+
+    fn pos(&self) -> Pos {
+        self.toks[self.at].1
+    }
+
+    fn next(&mut self) -> (Tok, Pos) {
+        let t = self.toks[self.at].clone();
+        if self.at + 1 < self.toks.len() {
+            self.at += 1;
+        }
+        t
+    }
+
+    fn is_sym(&self, s: &str) -> bool {
+        matches!(self.peek(), Tok::Sym(x) if *x == s)
+    }
+
+    fn expect_sym(&mut self, s: &str, context: &str) -> Result<Pos, ParseError> {
+        if self.is_sym(s) {
+            return Ok(self.next().1);
+        }
+        let pos = self.pos();
+        // A missing ';' is best reported right after the previous token, where it belongs.
+        let (at, found) = if s == ";" && self.at > 0 {
+            (self.end_of_previous(), format!(", found {}", self.peek()))
+        } else {
+            (pos, format!(", found {}", self.peek()))
+        };
+        Err(error(
+            at,
+            ErrorKind::Syntax,
+            format!("expected '{s}' {context}{found}"),
+        ))
+    }
+
+    fn end_of_previous(&self) -> Pos {
+        let (tok, pos) = &self.toks[self.at - 1];
+        let len = match tok {
+            Tok::Ident(s) => s.len(),
+            Tok::Sym(s) => s.len(),
+            Tok::Str(s) => s.len() + 2,
+            Tok::Int(v) => v.to_string().len(),
+            _ => 1,
+        };
+        Pos {
+            line: pos.line,
+            column: pos.column + len,
+        }
+    }
+
+    fn ident(&mut self, what: &str) -> Result<(String, Pos), ParseError> {
+        match self.next() {
+            (Tok::Ident(s), p) => Ok((s, p)),
+            (t, p) => Err(error(
+                p,
+                ErrorKind::Syntax,
+                format!("expected {what}, found {t}"),
+            )),
+        }
+    }
+
+    fn int(&mut self, what: &str) -> Result<(u64, Pos), ParseError> {
+        match self.next() {
+            (Tok::Int(v), p) => Ok((v, p)),
+            (t, p) => Err(error(
+                p,
+                ErrorKind::Syntax,
+                format!("expected {what}, found {t}"),
+            )),
+        }
+    }
+
+    fn program(&mut self) -> Result<(), ParseError> {
+        if matches!(self.peek(), Tok::Ident(s) if s == "OPENQASM") {
+            self.next();
+            match self.next() {
+                (Tok::Real(v), _) if v == 2.0 => {}
+                (Tok::Int(2), _) => {}
+                (t, p) => {
+                    return Err(error(
+                        p,
+                        ErrorKind::Unsupported,
+                        format!("only OpenQASM 2.0 is supported, found version {t}"),
+                    ))
+                }
+            }
+            self.expect_sym(";", "after the version")?;
+        }
+        while *self.peek() != Tok::Eof {
+            self.statement()?;
+        }
+        Ok(())
+    }
+
+    fn statement(&mut self) -> Result<(), ParseError> {
+        let (tok, pos) = self.toks[self.at].clone();
+        let word = match tok {
+            Tok::Ident(w) => w,
+            t => {
+                return Err(error(
+                    pos,
+                    ErrorKind::Syntax,
+                    format!("expected a statement, found {t}"),
+                ))
+            }
+        };
+        match word.as_str() {
+            "OPENQASM" => Err(error(
+                pos,
+                ErrorKind::Syntax,
+                "OPENQASM must be the first statement",
+            )),
+            "include" => self.include(),
+            "qreg" | "creg" => self.register(word == "qreg"),
+            "gate" => self.gate_definition(),
+            "opaque" => self.opaque_declaration(),
+            "barrier" => {
+                self.next();
+                self.arg_list()?;
+                self.expect_sym(";", "after barrier")?;
+                Ok(())
+            }
+            "measure" => self.measure(),
+            "reset" => Err(error(
+                pos,
+                ErrorKind::Unsupported,
+                "reset is not supported: quargo simulates unitary circuits",
+            )),
+            "if" => Err(error(
+                pos,
+                ErrorKind::Unsupported,
+                "classically controlled operations (if) are not supported",
+            )),
+            _ => self.gate_call(),
+        }
+    }
+
+    fn include(&mut self) -> Result<(), ParseError> {
+        self.next();
+        let (tok, pos) = self.next();
+        let Tok::Str(file) = tok else {
+            return Err(error(
+                pos,
+                ErrorKind::Syntax,
+                format!("expected a file name in quotes, found {tok}"),
+            ));
+        };
+        if file != "qelib1.inc" {
+            return Err(error(
+                pos,
+                ErrorKind::Unsupported,
+                format!("cannot include \"{file}\": only \"qelib1.inc\" is available"),
+            ));
+        }
+        self.expect_sym(";", "after include")?;
+        self.library = true;
+        Ok(())
+    }
+
+    fn register(&mut self, quantum: bool) -> Result<(), ParseError> {
+        self.next();
+        let (name, pos) = self.ident("a register name")?;
+        self.expect_sym("[", "before the register size")?;
+        let (size, size_pos) = self.int("the register size")?;
+        self.expect_sym("]", "after the register size")?;
+        self.expect_sym(";", "after the register declaration")?;
+        if size == 0 {
+            return Err(error(
+                size_pos,
+                ErrorKind::Invalid,
+                format!("register '{name}' has size 0"),
+            ));
+        }
+        if self.qregs.contains_key(&name) || self.cregs.contains_key(&name) {
+            return Err(error(
+                pos,
+                ErrorKind::Redefinition,
+                format!("register '{name}' is already declared"),
+            ));
+        }
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|&s| s <= 1 << 20)
+            .ok_or_else(|| {
+                error(
+                    size_pos,
+                    ErrorKind::TooLarge,
+                    format!("register '{name}' is too large"),
+                )
+            })?;
+        if quantum {
+            if !self.pending.is_empty() {
+                return Err(error(
+                    pos,
+                    ErrorKind::Unsupported,
+                    "qreg declarations must come before the first gate",
+                ));
+            }
+            let offset = self.qreg_order.iter().map(|r| r.1).sum();
+            self.qregs.insert(name.clone(), (offset, size));
+            self.qreg_order.push((name, size));
+        } else {
+            self.cregs.insert(name, size);
+        }
+        Ok(())
+    }
+
+    fn measure(&mut self) -> Result<(), ParseError> {
+        self.next();
+        let q = self.qubit_arg()?;
+        self.expect_sym("->", "in measure")?;
+        let (name, pos) = self.ident("a classical register")?;
+        let Some(&size) = self.cregs.get(&name) else {
+            return Err(error(
+                pos,
+                ErrorKind::UndeclaredRegister,
+                format!("classical register '{name}' is not declared"),
+            ));
+        };
+        let c_len = if self.is_sym("[") {
+            self.next();
+            let (idx, ipos) = self.int("a bit index")?;
+            self.expect_sym("]", "after the bit index")?;
+            if idx as usize >= size {
+                return Err(error(
+                    ipos,
+                    ErrorKind::IndexOutOfRange,
+                    format!("bit {idx} is out of range for '{name}[{size}]'"),
+                ));
+            }
+            1
+        } else {
+            size
+        };
+        let q_len = match q {
+            Arg::Register { size, .. } => size,
+            Arg::Qubit(_) => 1,
+        };
+        if q_len != c_len {
+            return Err(error(
+                pos,
+                ErrorKind::Invalid,
+                format!("measure maps {q_len} qubit(s) to {c_len} bit(s)"),
+            ));
+        }
+        self.expect_sym(";", "after measure")?;
+        Ok(())
+    }
+
+    fn opaque_declaration(&mut self) -> Result<(), ParseError> {
+        self.next();
+        let (name, pos) = self.ident("a gate name")?;
+        if self.is_sym("(") {
+            self.next();
+            while !self.is_sym(")") {
+                self.ident("a parameter name")?;
+                if !self.is_sym(",") {
+                    break;
+                }
+                self.next();
+            }
+            self.expect_sym(")", "after the parameters")?;
+        }
+        loop {
+            self.ident("a qubit name")?;
+            if !self.is_sym(",") {
+                break;
+            }
+            self.next();
+        }
+        self.expect_sym(";", "after the opaque declaration")?;
+        self.opaque.insert(name, pos);
+        Ok(())
+    }
+
+    fn gate_definition(&mut self) -> Result<(), ParseError> {
+        self.next();
+        let (name, pos) = self.ident("a gate name")?;
+        if RESERVED.contains(&name.as_str()) {
+            return Err(error(
+                pos,
+                ErrorKind::Redefinition,
+                format!("'{name}' is a reserved word"),
+            ));
+        }
+        if self.user_gates.contains_key(&name) || self.opaque.contains_key(&name) {
+            return Err(error(
+                pos,
+                ErrorKind::Redefinition,
+                format!("gate '{name}' is already defined"),
+            ));
+        }
+        let mut params = Vec::new();
+        if self.is_sym("(") {
+            self.next();
+            if !self.is_sym(")") {
+                loop {
+                    let (p, ppos) = self.ident("a parameter name")?;
+                    if params.contains(&p) {
+                        return Err(error(
+                            ppos,
+                            ErrorKind::Redefinition,
+                            format!("parameter '{p}' is declared twice"),
+                        ));
+                    }
+                    params.push(p);
+                    if !self.is_sym(",") {
+                        break;
+                    }
+                    self.next();
+                }
+            }
+            self.expect_sym(")", "after the gate parameters")?;
+        }
+        let mut qargs: Vec<String> = Vec::new();
+        loop {
+            let (q, qpos) = self.ident("a qubit name")?;
+            if qargs.contains(&q) {
+                return Err(error(
+                    qpos,
+                    ErrorKind::Redefinition,
+                    format!("qubit argument '{q}' is declared twice"),
+                ));
+            }
+            qargs.push(q);
+            if !self.is_sym(",") {
+                break;
+            }
+            self.next();
+        }
+        self.expect_sym("{", "to open the gate body")?;
+        let mut body = Vec::new();
+        while !self.is_sym("}") {
+            if *self.peek() == Tok::Eof {
+                return Err(error(
+                    self.pos(),
+                    ErrorKind::Syntax,
+                    format!("gate '{name}' body is not closed with '}}'"),
+                ));
+            }
+            if let Some(call) = self.body_statement(&params, &qargs)? {
+                body.push(call);
+            }
+        }
+        self.next();
+        let expanded = body.iter().fold(0u64, |acc, call| {
+            acc.saturating_add(match &call.target {
+                GateRef::Builtin(_) => 1,
+                GateRef::User(n) => self.user_gates.get(n).map_or(0, |g| g.expanded),
+            })
+        });
+        self.user_gates.insert(
+            name,
+            UserGate {
+                num_params: params.len(),
+                num_qubits: qargs.len(),
+                body,
+                expanded,
+            },
+        );
+        Ok(())
+    }
+
+    fn body_statement(
+        &mut self,
+        params: &[String],
+        qargs: &[String],
+    ) -> Result<Option<BodyCall>, ParseError> {
+        let (name, pos) = self.ident("a gate call")?;
+        let read_args = |p: &mut Parser| -> Result<Vec<usize>, ParseError> {
+            let mut args = Vec::new();
+            loop {
+                let (q, qpos) = p.ident("a qubit argument")?;
+                let Some(k) = qargs.iter().position(|a| *a == q) else {
+                    return Err(error(
+                        qpos,
+                        ErrorKind::UndeclaredRegister,
+                        format!("'{q}' is not a qubit argument of this gate"),
+                    ));
+                };
+                if p.is_sym("[") {
+                    return Err(error(
+                        p.pos(),
+                        ErrorKind::Syntax,
+                        "qubits inside a gate body cannot be indexed",
+                    ));
+                }
+                args.push(k);
+                if !p.is_sym(",") {
+                    return Ok(args);
+                }
+                p.next();
+            }
+        };
+        if name == "barrier" {
+            read_args(self)?;
+            self.expect_sym(";", "after barrier")?;
+            return Ok(None);
+        }
+        if matches!(
+            name.as_str(),
+            "measure" | "reset" | "if" | "creg" | "qreg" | "gate"
+        ) {
+            return Err(error(
+                pos,
+                ErrorKind::Unsupported,
+                format!("'{name}' is not allowed inside a gate body"),
+            ));
+        }
+        let (target, num_params, num_qubits) = self.resolve(&name, pos)?;
+        let exprs = self.call_params(params)?;
+        if exprs.len() != num_params {
+            return Err(error(
+                pos,
+                ErrorKind::Arity,
+                format!(
+                    "gate '{name}' takes {num_params} parameter(s), got {}",
+                    exprs.len()
+                ),
+            ));
+        }
+        let args = read_args(self)?;
+        if args.len() != num_qubits {
+            return Err(error(
+                pos,
+                ErrorKind::Arity,
+                format!(
+                    "gate '{name}' takes {num_qubits} qubit(s), got {}",
+                    args.len()
+                ),
+            ));
+        }
+        for (k, a) in args.iter().enumerate() {
+            if args[..k].contains(a) {
+                return Err(error(
+                    pos,
+                    ErrorKind::Invalid,
+                    format!("gate '{name}' uses qubit argument '{}' twice", qargs[*a]),
+                ));
+            }
+        }
+        self.expect_sym(";", "after the gate call")?;
+        Ok(Some(BodyCall {
+            target,
+            params: exprs,
+            args,
+        }))
+    }
+
+    /// Finds a gate by name: user definitions first, then the language's `U`/`CX`, then the library.
+    fn resolve(&self, name: &str, pos: Pos) -> Result<(GateRef, usize, usize), ParseError> {
+        if let Some(g) = self.user_gates.get(name) {
+            return Ok((GateRef::User(name.to_string()), g.num_params, g.num_qubits));
+        }
+        if let Some(b) = language_gate(name) {
+            return Ok((GateRef::Builtin(b), b.num_params, b.num_qubits));
+        }
+        if self.opaque.contains_key(name) {
+            return Err(error(
+                pos,
+                ErrorKind::Unsupported,
+                format!("opaque gate '{name}' has no definition and cannot be simulated"),
+            ));
+        }
+        if self.library {
+            if let Some(b) = library_gate(name) {
+                return Ok((GateRef::Builtin(b), b.num_params, b.num_qubits));
+            }
+            if UNMODELLED_LIBRARY_GATES.contains(&name) {
+                return Err(error(pos, ErrorKind::Unsupported, format!("gate '{name}' of qelib1.inc is not supported yet; define it with a gate block")));
+            }
+        }
+        let hint = if !self.library && library_gate(name).is_some() {
+            " (add `include \"qelib1.inc\";` to use the standard gates)"
+        } else {
+            ""
+        };
+        Err(error(
+            pos,
+            ErrorKind::UnknownGate,
+            format!("unknown gate '{name}'{hint}"),
+        ))
+    }
+
+    fn call_params(&mut self, params: &[String]) -> Result<Vec<Expr>, ParseError> {
+        let mut exprs = Vec::new();
+        if !self.is_sym("(") {
+            return Ok(exprs);
+        }
+        self.next();
+        if self.is_sym(")") {
+            self.next();
+            return Ok(exprs);
+        }
+        loop {
+            exprs.push(self.expr(params, 0)?);
+            if !self.is_sym(",") {
+                break;
+            }
+            self.next();
+        }
+        self.expect_sym(")", "after the gate parameters")?;
+        Ok(exprs)
+    }
+
+    fn expr(&mut self, params: &[String], depth: usize) -> Result<Expr, ParseError> {
+        let mut lhs = self.term(params, depth)?;
+        while let Tok::Sym(s @ ("+" | "-")) = *self.peek() {
+            self.next();
+            let rhs = self.term(params, depth)?;
+            lhs = Expr::Bin(
+                s.chars().next().unwrap_or('+'),
+                Box::new(lhs),
+                Box::new(rhs),
+            );
+        }
+        Ok(lhs)
+    }
+
+    fn term(&mut self, params: &[String], depth: usize) -> Result<Expr, ParseError> {
+        let mut lhs = self.unary(params, depth)?;
+        while let Tok::Sym(s @ ("*" | "/")) = *self.peek() {
+            self.next();
+            let rhs = self.unary(params, depth)?;
+            lhs = Expr::Bin(
+                s.chars().next().unwrap_or('*'),
+                Box::new(lhs),
+                Box::new(rhs),
+            );
+        }
+        Ok(lhs)
+    }
+
+    fn unary(&mut self, params: &[String], depth: usize) -> Result<Expr, ParseError> {
+        if depth > MAX_EXPR_DEPTH {
+            return Err(error(
+                self.pos(),
+                ErrorKind::TooLarge,
+                "expression is nested too deeply",
+            ));
+        }
+        match self.peek() {
+            Tok::Sym("-") => {
+                self.next();
+                Ok(Expr::Neg(Box::new(self.unary(params, depth + 1)?)))
+            }
+            Tok::Sym("+") => {
+                self.next();
+                self.unary(params, depth + 1)
+            }
+            _ => self.power(params, depth),
+        }
+    }
+
+    /// `^` binds tighter than unary minus and associates to the right: `-2^2 = -4`, `2^3^2 = 512`.
+    fn power(&mut self, params: &[String], depth: usize) -> Result<Expr, ParseError> {
+        let base = self.primary(params, depth)?;
+        if self.is_sym("^") {
+            self.next();
+            let exp = self.unary(params, depth + 1)?;
+            return Ok(Expr::Bin('^', Box::new(base), Box::new(exp)));
+        }
+        Ok(base)
+    }
+
+    fn primary(&mut self, params: &[String], depth: usize) -> Result<Expr, ParseError> {
+        let (tok, pos) = self.next();
+        match tok {
+            Tok::Int(v) => Ok(Expr::Num(v as f64)),
+            Tok::Real(v) => Ok(Expr::Num(v)),
+            Tok::Sym("(") => {
+                let e = self.expr(params, depth + 1)?;
+                self.expect_sym(")", "to close the parenthesis")?;
+                Ok(e)
+            }
+            Tok::Ident(name) => {
+                if name == "pi" {
+                    return Ok(Expr::Num(std::f64::consts::PI));
+                }
+                if let Some(k) = params.iter().position(|p| *p == name) {
+                    return Ok(Expr::Param(k));
+                }
+                let func = match name.as_str() {
+                    "sin" => Func::Sin,
+                    "cos" => Func::Cos,
+                    "tan" => Func::Tan,
+                    "exp" => Func::Exp,
+                    "ln" => Func::Ln,
+                    "sqrt" => Func::Sqrt,
+                    _ => {
+                        return Err(error(
+                            pos,
+                            ErrorKind::Syntax,
+                            format!("unknown identifier '{name}' in expression"),
+                        ))
+                    }
+                };
+                self.expect_sym("(", &format!("after '{name}'"))?;
+                let e = self.expr(params, depth + 1)?;
+                self.expect_sym(")", &format!("to close '{name}('"))?;
+                Ok(Expr::Func(func, Box::new(e)))
+            }
+            t => Err(error(
+                pos,
+                ErrorKind::Syntax,
+                format!("expected an expression, found {t}"),
+            )),
+        }
+    }
+
+    fn qubit_arg(&mut self) -> Result<Arg, ParseError> {
+        let (name, pos) = self.ident("a quantum register")?;
+        let Some(&(offset, size)) = self.qregs.get(&name) else {
+            let what = if self.cregs.contains_key(&name) {
+                format!("'{name}' is a classical register, not a quantum one")
+            } else {
+                format!("quantum register '{name}' is not declared")
+            };
+            return Err(error(pos, ErrorKind::UndeclaredRegister, what));
+        };
+        if !self.is_sym("[") {
+            return Ok(Arg::Register { offset, size });
+        }
+        self.next();
+        let (idx, ipos) = self.int("a qubit index")?;
+        self.expect_sym("]", "after the qubit index")?;
+        if idx >= size as u64 {
+            return Err(error(
+                ipos,
+                ErrorKind::IndexOutOfRange,
+                format!("qubit {idx} is out of range for '{name}[{size}]'"),
+            ));
+        }
+        Ok(Arg::Qubit(offset + idx as usize))
+    }
+
+    fn arg_list(&mut self) -> Result<Vec<Arg>, ParseError> {
+        let mut args = vec![self.qubit_arg()?];
+        while self.is_sym(",") {
+            self.next();
+            args.push(self.qubit_arg()?);
+        }
+        Ok(args)
+    }
+
+    fn gate_call(&mut self) -> Result<(), ParseError> {
+        let (name, pos) = self.ident("a gate name")?;
+        let (target, num_params, num_qubits) = self.resolve(&name, pos)?;
+        let exprs = self.call_params(&[])?;
+        if exprs.len() != num_params {
+            return Err(error(
+                pos,
+                ErrorKind::Arity,
+                format!(
+                    "gate '{name}' takes {num_params} parameter(s), got {}",
+                    exprs.len()
+                ),
+            ));
+        }
+        let values: Vec<f64> = exprs.iter().map(|e| e.eval(&[])).collect();
+        let args = self.arg_list()?;
+        if args.len() != num_qubits {
+            return Err(error(
+                pos,
+                ErrorKind::Arity,
+                format!(
+                    "gate '{name}' takes {num_qubits} qubit(s), got {}",
+                    args.len()
+                ),
+            ));
+        }
+        self.expect_sym(";", "after the gate call")?;
+        let per_call = match &target {
+            GateRef::Builtin(_) => 1,
+            GateRef::User(n) => self.user_gates.get(n).map_or(0, |g| g.expanded),
+        };
+        let calls = args.iter().map(|a| match a {
+            Arg::Register { size, .. } => *size as u64,
+            Arg::Qubit(_) => 1,
+        });
+        let total = per_call
+            .saturating_mul(calls.max().unwrap_or(1))
+            .saturating_add(self.pending.len() as u64);
+        if total > MAX_INSTRUCTIONS as u64 {
+            return Err(error(
+                pos,
+                ErrorKind::TooLarge,
+                format!("program expands to more than {MAX_INSTRUCTIONS} gates"),
+            ));
+        }
+        // Broadcast: registers of equal size apply the gate qubit by qubit.
+        let mut width = None;
+        for a in &args {
+            if let Arg::Register { size, .. } = a {
+                match width {
+                    None => width = Some(*size),
+                    Some(w) if w != *size => {
+                        return Err(error(pos, ErrorKind::Invalid, format!("gate '{name}' is broadcast over registers of different sizes ({w} and {size})")));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for k in 0..width.unwrap_or(1) {
+            let qubits: Vec<usize> = args
+                .iter()
+                .map(|a| match a {
+                    Arg::Register { offset, .. } => offset + k,
+                    Arg::Qubit(q) => *q,
+                })
+                .collect();
+            if let Some(dup) = qubits
+                .iter()
+                .enumerate()
+                .find(|(i, q)| qubits[..*i].contains(q))
+            {
+                return Err(error(
+                    pos,
+                    ErrorKind::Invalid,
+                    format!("gate '{name}' uses qubit {} twice", dup.1),
+                ));
+            }
+            self.expand(&target, &values, &qubits, pos)?;
+        }
+        Ok(())
+    }
+
+    fn expand(
+        &mut self,
+        target: &GateRef,
+        values: &[f64],
+        qubits: &[usize],
+        pos: Pos,
+    ) -> Result<(), ParseError> {
+        match target {
+            GateRef::Builtin(b) => {
+                if self.pending.len() >= MAX_INSTRUCTIONS {
+                    return Err(error(
+                        pos,
+                        ErrorKind::TooLarge,
+                        format!("program expands to more than {MAX_INSTRUCTIONS} gates"),
+                    ));
+                }
+                let gate = (b.make)(values);
+                if let Some(bad) = gate.params().into_iter().find(|v| !v.is_finite()) {
+                    return Err(error(
+                        pos,
+                        ErrorKind::Invalid,
+                        format!(
+                            "gate '{}' has a parameter that is not a finite number ({bad})",
+                            gate.name()
+                        ),
+                    ));
+                }
+                self.pending.push((gate, qubits.to_vec(), pos));
+                Ok(())
+            }
+            GateRef::User(name) => {
+                let Some(def) = self.user_gates.get(name) else {
+                    return Err(error(
+                        pos,
+                        ErrorKind::UnknownGate,
+                        format!("unknown gate '{name}'"),
+                    ));
+                };
+                let body = def.body.clone();
+                for call in &body {
+                    let vals: Vec<f64> = call.params.iter().map(|e| e.eval(values)).collect();
+                    let qs: Vec<usize> = call.args.iter().map(|&a| qubits[a]).collect();
+                    self.expand(&call.target, &vals, &qs, pos)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Circuit, ParseError> {
+        let mut circuit = Circuit::with_registers(self.qreg_order);
+        for (gate, qubits, pos) in self.pending {
+            circuit
+                .push(gate, &qubits)
+                .map_err(|e: CircuitError| error(pos, ErrorKind::Invalid, e.to_string()))?;
+        }
+        Ok(circuit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(src: &str) -> ParseError {
+        parse(src).expect_err("program should be rejected")
+    }
+
+    const HEAD: &str = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\n";
+
+    #[test]
+    fn parses_registers_gates_and_broadcast() {
+        let c = parse(&format!("{HEAD}qreg a[2];\nqreg b[3];\ncreg c[5];\ncreg d[3];\nh a;\ncx a[1], b[0];\nrz(-pi/4) b;\nbarrier a, b;\nmeasure a[1] -> c[4];\nmeasure b -> d;\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.num_qubits(), 5);
+    }
+
+    #[test]
+    fn lays_out_registers_in_declaration_order() {
+        let c = parse(&format!(
+            "{HEAD}qreg a[2];\nqreg b[3];\nh a;\ncx a[1], b[0];\nrz(-pi/4) b;\n"
+        ))
+        .unwrap();
+        assert_eq!(c.num_qubits(), 5);
+        assert_eq!(c.len(), 2 + 1 + 3);
+        assert_eq!(c.instructions()[2].qubits, vec![1, 2]);
+        assert_eq!(
+            c.instructions()[3].gate,
+            Gate::Rz(-std::f64::consts::PI / 4.0)
+        );
+        assert_eq!(c.instructions()[5].qubits, vec![4]);
+    }
+
+    #[test]
+    fn evaluates_expressions_with_full_precision() {
+        let c = parse(&format!(
+            "{HEAD}qreg q[1];\nrz(0.1234567890123) q[0];\nrz(1e-5) q[0];\nrz(-2^2) q[0];\nrz(2^3^2) q[0];\nrz(sin(pi/2) + cos(0)*sqrt(4) - ln(exp(1)) / tan(pi/4)) q[0];\nrz(.5) q[0];\nrz(3.) q[0];\n"
+        ))
+        .unwrap();
+        let angles: Vec<f64> = c
+            .instructions()
+            .iter()
+            .map(|i| i.gate.params()[0])
+            .collect();
+        assert_eq!(angles[0], 0.1234567890123);
+        assert_eq!(angles[1], 1e-5);
+        assert_eq!(angles[2], -4.0);
+        assert_eq!(angles[3], 512.0);
+        assert!((angles[4] - 2.0).abs() < 1e-15);
+        assert_eq!(angles[5], 0.5);
+        assert_eq!(angles[6], 3.0);
+    }
+
+    #[test]
+    fn inlines_user_gates_with_parameters() {
+        let c = parse(&format!(
+            "{HEAD}gate my_rzz(theta) a, b {{ cx a, b; rz(theta/2) b; CX a, b; }}\ngate wrap(x) p, q {{ my_rzz(2*x) q, p; barrier p; U(x, 0, pi) p; }}\nqreg q[3];\nwrap(0.5) q[0], q[2];\n"
+        ))
+        .unwrap();
+        let got: Vec<(Gate, Vec<usize>)> = c
+            .instructions()
+            .iter()
+            .map(|i| (i.gate, i.qubits.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Gate::Cx, vec![2, 0]),
+                (Gate::Rz(0.5), vec![0]),
+                (Gate::Cx, vec![2, 0]),
+                (Gate::U3(0.5, 0.0, std::f64::consts::PI), vec![0]),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_carry_line_column_and_kind() {
+        let e = err(&format!("{HEAD}qreg q[2];\nfoo q[0];\n"));
+        assert_eq!((e.line, e.column, e.kind), (4, 1, ErrorKind::UnknownGate));
+        let e = err(&format!("{HEAD}qreg q[2];\ncx q[0];\n"));
+        assert_eq!((e.line, e.kind), (4, ErrorKind::Arity));
+        let e = err(&format!("{HEAD}qreg q[2];\nh r[0];\n"));
+        assert_eq!(
+            (e.line, e.column, e.kind),
+            (4, 3, ErrorKind::UndeclaredRegister)
+        );
+        let e = err(&format!("{HEAD}qreg q[2];\nh q[2];\n"));
+        assert_eq!(
+            (e.line, e.column, e.kind),
+            (4, 5, ErrorKind::IndexOutOfRange)
+        );
+        let e = err(&format!("{HEAD}qreg q[2];\nrz(1.2.3) q[0];\n"));
+        assert_eq!(
+            (e.line, e.column, e.kind),
+            (4, 4, ErrorKind::MalformedNumber)
+        );
+        let e = err(&format!("{HEAD}qreg q[2];\nrz(1e) q[0];\n"));
+        assert_eq!(e.kind, ErrorKind::MalformedNumber);
+        let e = err(&format!("{HEAD}qreg q[2];\nh q[0]\nx q[1];\n"));
+        assert_eq!((e.line, e.column, e.kind), (4, 7, ErrorKind::Syntax));
+        assert!(e.message.contains("expected ';'"), "{}", e.message);
+        let e = err(&format!("{HEAD}qreg q[2];\nreset q[0];\n"));
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        let e = err(&format!(
+            "{HEAD}qreg q[2];\ncreg c[2];\nif (c==1) x q[0];\n"
+        ));
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        let e = err("OPENQASM 3.0;\nqubit q;\n");
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        let e = err("OPENQASM 2.0;\nqreg q[1];\nh q[0];\n");
+        assert_eq!(e.kind, ErrorKind::UnknownGate);
+        assert!(e.message.contains("qelib1.inc"), "{}", e.message);
+        let e = err(&format!("{HEAD}qreg q[2];\ncx q[0], q[0];\n"));
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        let e = err(&format!("{HEAD}qreg q[2];\nqreg r[3];\ncx q, r;\n"));
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        let e = err(&format!("{HEAD}qreg q[2];\nrx(0.1, 0.2) q[0];\n"));
+        assert_eq!(e.kind, ErrorKind::Arity);
+        let e = err(&format!("{HEAD}qreg q[2];\nopaque magic a;\nmagic q[0];\n"));
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        let e = err(&format!("{HEAD}qreg q[1];\nrz(ln(0)) q[0];\n"));
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        let e = err(&format!("{HEAD}qreg q[1];\nrz(theta) q[0];\n"));
+        assert_eq!(e.kind, ErrorKind::Syntax);
+        let e = err(&format!("{HEAD}gate g a {{ h b; }}\n"));
+        assert_eq!(e.kind, ErrorKind::UndeclaredRegister);
+        let e = err(&format!("{HEAD}include \"other.inc\";\n"));
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        let e = err(&format!("{HEAD}qreg q[1];\nc3x q[0];\n"));
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn deep_or_exploding_programs_are_refused_not_crashed() {
+        let deep = format!(
+            "{HEAD}qreg q[1];\nrz({}1{}) q[0];\n",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        assert_eq!(err(&deep).kind, ErrorKind::TooLarge);
+        let mut src = format!("{HEAD}qreg q[1];\ngate g0 a {{ x a; x a; }}\n");
+        for k in 1..40 {
+            src += &format!("gate g{k} a {{ g{} a; g{} a; }}\n", k - 1, k - 1);
+        }
+        src += "g39 q[0];\n";
+        assert_eq!(err(&src).kind, ErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn comments_and_empty_programs() {
+        let c =
+            parse("OPENQASM 2.0; /* block */ include \"qelib1.inc\"; // line\nqreg q[3];").unwrap();
+        assert_eq!(c.num_qubits(), 3);
+        assert!(c.is_empty());
+    }
+}
