@@ -51,17 +51,17 @@ struct Pos {
     column: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident(String),
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tok<'a> {
+    Ident(&'a str),
     Int(u64),
     Real(f64),
-    Str(String),
+    Str(&'a str),
     Sym(&'static str),
     Eof,
 }
 
-impl fmt::Display for Tok {
+impl fmt::Display for Tok<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Tok::Ident(s) => write!(f, "'{s}'"),
@@ -87,107 +87,99 @@ const SYMBOLS: [&str; 15] = [
     "->", "==", ";", ",", "(", ")", "[", "]", "{", "}", "+", "-", "*", "/", "^",
 ];
 
-fn lex(src: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
-    let chars: Vec<char> = src.chars().collect();
-    let mut toks = Vec::new();
-    let (mut i, mut line, mut col) = (0usize, 1usize, 1usize);
-    let advance = |i: &mut usize, line: &mut usize, col: &mut usize, n: usize| {
-        for _ in 0..n {
-            if chars[*i] == '\n' {
-                *line += 1;
-                *col = 1;
-            } else {
-                *col += 1;
-            }
-            *i += 1;
-        }
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        let pos = Pos { line, column: col };
-        if c.is_whitespace() {
-            advance(&mut i, &mut line, &mut col, 1);
-            continue;
-        }
-        if c == '/' && chars.get(i + 1) == Some(&'/') {
-            while i < chars.len() && chars[i] != '\n' {
-                advance(&mut i, &mut line, &mut col, 1);
-            }
-            continue;
-        }
-        if c == '/' && chars.get(i + 1) == Some(&'*') {
-            advance(&mut i, &mut line, &mut col, 2);
-            loop {
-                if i + 1 >= chars.len() {
-                    return Err(error(pos, ErrorKind::Syntax, "unterminated comment"));
-                }
-                if chars[i] == '*' && chars[i + 1] == '/' {
-                    advance(&mut i, &mut line, &mut col, 2);
-                    break;
-                }
-                advance(&mut i, &mut line, &mut col, 1);
-            }
-            continue;
-        }
-        if c.is_ascii_alphabetic() || c == '_' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+fn lex(src: &str) -> Result<Vec<(Tok<'_>, Pos)>, ParseError> {
+    let bytes = src.as_bytes();
+    let mut toks = Vec::with_capacity(src.len() / 3);
+    let (mut i, mut line, mut line_start) = (0usize, 1usize, 0usize);
+    while i < bytes.len() {
+        let c = bytes[i];
+        let pos = Pos {
+            line,
+            column: i - line_start + 1,
+        };
+        match c {
+            b'\n' => {
                 i += 1;
+                line += 1;
+                line_start = i;
             }
-            let word: String = chars[start..i].iter().collect();
-            col += i - start;
-            toks.push((Tok::Ident(word), pos));
-            continue;
-        }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
-            let (tok, len) =
-                lex_number(&chars[i..]).map_err(|m| error(pos, ErrorKind::MalformedNumber, m))?;
-            col += len;
-            i += len;
-            toks.push((tok, pos));
-            continue;
-        }
-        if c == '"' {
-            let start = i + 1;
-            let mut j = start;
-            while j < chars.len() && chars[j] != '"' && chars[j] != '\n' {
-                j += 1;
+            b' ' | b'\t' | b'\r' | b'\x0c' => i += 1,
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
             }
-            if j >= chars.len() || chars[j] != '"' {
-                return Err(error(pos, ErrorKind::Syntax, "unterminated string"));
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                loop {
+                    if i + 1 >= bytes.len() {
+                        return Err(error(pos, ErrorKind::Syntax, "unterminated comment"));
+                    }
+                    if bytes[i] == b'*' && bytes[i + 1] == b'/' {
+                        i += 2;
+                        break;
+                    }
+                    if bytes[i] == b'\n' {
+                        line += 1;
+                        line_start = i + 1;
+                    }
+                    i += 1;
+                }
             }
-            let s: String = chars[start..j].iter().collect();
-            let n = j + 1 - i;
-            advance(&mut i, &mut line, &mut col, n);
-            toks.push((Tok::Str(s), pos));
-            continue;
-        }
-        let sym = SYMBOLS.iter().find(|s| {
-            s.chars()
-                .enumerate()
-                .all(|(k, sc)| chars.get(i + k) == Some(&sc))
-        });
-        match sym {
-            Some(s) => {
-                advance(&mut i, &mut line, &mut col, s.len());
-                toks.push((Tok::Sym(s), pos));
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                toks.push((Tok::Ident(&src[start..i]), pos));
             }
-            None => {
-                return Err(error(
-                    pos,
-                    ErrorKind::Syntax,
-                    format!("unexpected character {c:?}"),
-                ))
+            b'0'..=b'9' | b'.' if c != b'.' || bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                let (tok, len) = lex_number(&bytes[i..])
+                    .map_err(|m| error(pos, ErrorKind::MalformedNumber, m))?;
+                i += len;
+                toks.push((tok, pos));
+            }
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < bytes.len() && bytes[j] != b'"' && bytes[j] != b'\n' {
+                    j += 1;
+                }
+                if j >= bytes.len() || bytes[j] != b'"' {
+                    return Err(error(pos, ErrorKind::Syntax, "unterminated string"));
+                }
+                toks.push((Tok::Str(&src[start..j]), pos));
+                i = j + 1;
+            }
+            _ => {
+                let sym = SYMBOLS
+                    .iter()
+                    .find(|s| bytes[i..].starts_with(s.as_bytes()));
+                let Some(sym) = sym else {
+                    let ch = src[i..].chars().next().unwrap_or('?');
+                    return Err(error(
+                        pos,
+                        ErrorKind::Syntax,
+                        format!("unexpected character {ch:?}"),
+                    ));
+                };
+                i += sym.len();
+                toks.push((Tok::Sym(sym), pos));
             }
         }
     }
-    toks.push((Tok::Eof, Pos { line, column: col }));
+    toks.push((
+        Tok::Eof,
+        Pos {
+            line,
+            column: i - line_start + 1,
+        },
+    ));
     Ok(toks)
 }
 
-/// Lexes `123`, `1.5`, `.5`, `3.`, `1e-5`, `2.5E+3`; returns the token and its length in chars.
-fn lex_number(s: &[char]) -> Result<(Tok, usize), String> {
+/// Lexes `123`, `1.5`, `.5`, `3.`, `1e-5`, `2.5E+3`; returns the token and its length in bytes.
+fn lex_number(s: &[u8]) -> Result<(Tok<'static>, usize), String> {
     let mut j = 0;
     let digits = |j: &mut usize| {
         let start = *j;
@@ -198,7 +190,7 @@ fn lex_number(s: &[char]) -> Result<(Tok, usize), String> {
     };
     let int_digits = digits(&mut j);
     let mut is_real = false;
-    if j < s.len() && s[j] == '.' {
+    if j < s.len() && s[j] == b'.' {
         is_real = true;
         j += 1;
         let frac = digits(&mut j);
@@ -206,35 +198,37 @@ fn lex_number(s: &[char]) -> Result<(Tok, usize), String> {
             return Err("malformed number '.'".into());
         }
     }
-    if j < s.len() && (s[j] == 'e' || s[j] == 'E') {
+    let text = |end: usize| String::from_utf8_lossy(&s[..end]).into_owned();
+    if j < s.len() && (s[j] == b'e' || s[j] == b'E') {
         is_real = true;
         j += 1;
-        if j < s.len() && (s[j] == '+' || s[j] == '-') {
+        if j < s.len() && (s[j] == b'+' || s[j] == b'-') {
             j += 1;
         }
         if digits(&mut j) == 0 {
-            let text: String = s[..j].iter().collect();
-            return Err(format!("malformed number '{text}': exponent has no digits"));
+            return Err(format!(
+                "malformed number '{}': exponent has no digits",
+                text(j)
+            ));
         }
     }
-    if j < s.len() && (s[j].is_ascii_alphanumeric() || s[j] == '_' || s[j] == '.') {
+    if j < s.len() && (s[j].is_ascii_alphanumeric() || s[j] == b'_' || s[j] == b'.') {
         let mut k = j;
-        while k < s.len() && (s[k].is_ascii_alphanumeric() || s[k] == '_' || s[k] == '.') {
+        while k < s.len() && (s[k].is_ascii_alphanumeric() || s[k] == b'_' || s[k] == b'.') {
             k += 1;
         }
-        let text: String = s[..k].iter().collect();
-        return Err(format!("malformed number '{text}'"));
+        return Err(format!("malformed number '{}'", text(k)));
     }
-    let text: String = s[..j].iter().collect();
+    let literal = std::str::from_utf8(&s[..j]).map_err(|_| "malformed number".to_string())?;
     if is_real {
-        let v: f64 = text
+        let v: f64 = literal
             .parse()
-            .map_err(|_| format!("malformed number '{text}'"))?;
+            .map_err(|_| format!("malformed number '{literal}'"))?;
         Ok((Tok::Real(v), j))
     } else {
-        let v: u64 = text
+        let v: u64 = literal
             .parse()
-            .map_err(|_| format!("integer '{text}' is too large"))?;
+            .map_err(|_| format!("integer '{literal}' is too large"))?;
         Ok((Tok::Int(v), j))
     }
 }
@@ -399,8 +393,8 @@ enum Arg {
     Qubit(usize),
 }
 
-struct Parser {
-    toks: Vec<(Tok, Pos)>,
+struct Parser<'a> {
+    toks: Vec<(Tok<'a>, Pos)>,
     at: usize,
     cregs: HashMap<String, usize>,
     qregs: HashMap<String, (usize, usize)>,
@@ -453,8 +447,8 @@ pub enum QasmFileError {
     Parse { path: String, source: ParseError },
 }
 
-impl Parser {
-    fn peek(&self) -> &Tok {
+impl<'a> Parser<'a> {
+    fn peek(&self) -> &Tok<'a> {
         &self.toks[self.at].0
     }
 
@@ -462,8 +456,8 @@ impl Parser {
         self.toks[self.at].1
     }
 
-    fn next(&mut self) -> (Tok, Pos) {
-        let t = self.toks[self.at].clone();
+    fn next(&mut self) -> (Tok<'a>, Pos) {
+        let t = self.toks[self.at];
         if self.at + 1 < self.toks.len() {
             self.at += 1;
         }
@@ -509,7 +503,7 @@ impl Parser {
 
     fn ident(&mut self, what: &str) -> Result<(String, Pos), ParseError> {
         match self.next() {
-            (Tok::Ident(s), p) => Ok((s, p)),
+            (Tok::Ident(s), p) => Ok((s.to_string(), p)),
             (t, p) => Err(error(
                 p,
                 ErrorKind::Syntax,
@@ -530,10 +524,10 @@ impl Parser {
     }
 
     fn program(&mut self) -> Result<(), ParseError> {
-        if matches!(self.peek(), Tok::Ident(s) if s == "OPENQASM") {
+        if matches!(self.peek(), Tok::Ident(s) if *s == "OPENQASM") {
             self.next();
             match self.next() {
-                (Tok::Real(v), _) if v == 2.0 => {}
+                (Tok::Real(2.0), _) => {}
                 (Tok::Int(2), _) => {}
                 (t, p) => {
                     return Err(error(
@@ -552,7 +546,7 @@ impl Parser {
     }
 
     fn statement(&mut self) -> Result<(), ParseError> {
-        let (tok, pos) = self.toks[self.at].clone();
+        let (tok, pos) = self.toks[self.at];
         let word = match tok {
             Tok::Ident(w) => w,
             t => {
@@ -563,7 +557,7 @@ impl Parser {
                 ))
             }
         };
-        match word.as_str() {
+        match word {
             "OPENQASM" => Err(error(
                 pos,
                 ErrorKind::Syntax,
@@ -826,7 +820,7 @@ impl Parser {
         qargs: &[String],
     ) -> Result<Option<BodyCall>, ParseError> {
         let (name, pos) = self.ident("a gate call")?;
-        let read_args = |p: &mut Parser| -> Result<Vec<usize>, ParseError> {
+        let read_args = |p: &mut Parser<'a>| -> Result<Vec<usize>, ParseError> {
             let mut args = Vec::new();
             loop {
                 let (q, qpos) = p.ident("a qubit argument")?;
@@ -1039,7 +1033,7 @@ impl Parser {
                 if let Some(k) = params.iter().position(|p| *p == name) {
                     return Ok(Expr::Param(k));
                 }
-                let func = match name.as_str() {
+                let func = match name {
                     "sin" => Func::Sin,
                     "cos" => Func::Cos,
                     "tan" => Func::Tan,

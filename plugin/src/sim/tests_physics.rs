@@ -1,6 +1,7 @@
 //! Physics tests of the simulator against independent truth: textbook matrices written out here,
 //! closed-form states, and a naive dense-unitary reference that shares no code with the kernels.
 
+use super::kernels::apply_matrix_small;
 use super::*;
 use crate::circuit::{Circuit, Gate};
 use rand::seq::IndexedRandom;
@@ -286,7 +287,7 @@ fn parallel_kernels_match_serial_application_on_large_states() {
     // dense reference above.
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let circuit = random_circuit(15, 120, &mut rng);
-    let mut want = StateVector::zero_state(15).amps;
+    let mut want = StateVector::zero_state(15).amps.to_vec();
     for inst in circuit.instructions() {
         apply_matrix_small(&mut want, &inst.qubits, &inst.gate.matrix());
     }
