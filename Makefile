@@ -1,0 +1,51 @@
+# quargo: see README.md. `make demo` and `make test` work on a fresh clone.
+CARGO ?= cargo
+BIN := target/release/quargo
+VENV := bench/.venv
+PY := $(VENV)/bin/python
+THREADS ?= $(shell nproc)
+
+.PHONY: demo test build check-tools lint fuzz bench bench-sim clean
+
+demo: check-tools build
+	@echo "== quargo simulate examples/bell.qasm"
+	$(BIN) simulate examples/bell.qasm
+	@echo "== quargo simulate examples/ghz.qasm --shots 1000 --seed 7"
+	$(BIN) simulate examples/ghz.qasm --shots 1000 --seed 7
+	@echo "== quargo simulate examples/qaoa_ring8.qasm --shots 2000 --seed 1 --observable ZZIIIIII"
+	$(BIN) simulate examples/qaoa_ring8.qasm --shots 2000 --seed 1 --observable ZZIIIIII | head -c 600; echo
+
+check-tools:
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install Rust (https://rustup.rs) first"; exit 1; }
+
+build:
+	$(CARGO) build --release --locked
+
+# The one test command: formatting, lints and every test (unit, property, CLI).
+test: check-tools
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+	$(CARGO) test --locked
+
+lint:
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+# A long run of the QASM parser property test (random and mutated programs).
+fuzz:
+	PROPTEST_CASES=$${PROPTEST_CASES:-200000} $(CARGO) test --release --locked --test qasm_fuzz -- --nocapture
+
+$(VENV)/.ready: bench/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r bench/requirements.txt
+	touch $@
+
+# quargo vs qiskit-aer, same circuits and threads, in one run (see bench/sim_vs_aer.py).
+bench-sim: $(VENV)/.ready
+	$(CARGO) bench --locked --no-run --bench sim_peer
+	$(PY) bench/sim_vs_aer.py --threads $(THREADS) --reps 2
+
+bench: bench-sim
+
+clean:
+	$(CARGO) clean
+	rm -rf bench/out $(VENV)

@@ -1,0 +1,158 @@
+//! The `quargo` binary end to end: JSON shapes, Qiskit bit order, sampling, errors and exit codes.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn quargo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quargo"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("quargo runs")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "quargo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+fn temp_qasm(name: &str, body: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("quargo-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    path
+}
+
+#[test]
+fn bell_probabilities() {
+    let v = json(&quargo(&["simulate", "examples/bell.qasm"]));
+    assert_eq!(v["num_qubits"], 2);
+    let p = v["probabilities"].as_object().unwrap();
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!((p["00"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    assert!((p["11"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn qubit_zero_is_the_rightmost_bit_and_first_register_is_lowest() {
+    let path = temp_qasm(
+        "order.qasm",
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg a[2];\nqreg b[1];\nx a[0];\nx b[0];\n",
+    );
+    let v = json(&quargo(&["simulate", path.to_str().unwrap()]));
+    assert_eq!(v["num_qubits"], 3);
+    let p = v["probabilities"].as_object().unwrap();
+    assert_eq!(p.keys().collect::<Vec<_>>(), vec!["101"]);
+}
+
+#[test]
+fn seeded_shots_are_reproducible() {
+    let args = [
+        "simulate",
+        "examples/ghz.qasm",
+        "--shots",
+        "4000",
+        "--seed",
+        "11",
+        "--threads",
+        "2",
+    ];
+    let a = json(&quargo(&args));
+    let b = json(&quargo(&args));
+    assert_eq!(a, b);
+    assert_eq!(a["shots"], 4000);
+    assert_eq!(a["seed"], 11);
+    let counts = a["counts"].as_object().unwrap();
+    assert_eq!(counts.len(), 2);
+    let zeros = counts["000000000000"].as_u64().unwrap();
+    let ones = counts["111111111111"].as_u64().unwrap();
+    assert_eq!(zeros + ones, 4000);
+    // Binomial(4000, 1/2): 5 standard deviations is about 158.
+    assert!(zeros.abs_diff(2000) < 158, "{zeros}");
+}
+
+#[test]
+fn observables_are_reported() {
+    let v = json(&quargo(&[
+        "simulate",
+        "examples/bell.qasm",
+        "--observable",
+        "ZZ",
+        "--observable",
+        "XI",
+    ]));
+    assert!((v["expectation"]["ZZ"]["value"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    assert!(v["expectation"]["XI"]["value"].as_f64().unwrap().abs() < 1e-12);
+}
+
+#[test]
+fn errors_name_the_file_line_and_column_and_exit_nonzero() {
+    let path = temp_qasm(
+        "bad.qasm",
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\nfoo q[0];\n",
+    );
+    let out = quargo(&["simulate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.qasm: line 4, column 1: unknown gate 'foo'"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    let out = quargo(&["simulate", "no/such/file.qasm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/file.qasm"));
+
+    let out = quargo(&["simulate", "examples/bell.qasm", "--observable", "ZZZ"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has 3 letters but the circuit has 2 qubits")
+    );
+}
+
+#[test]
+fn too_large_circuits_are_refused_before_allocating() {
+    let path = temp_qasm(
+        "wide.qasm",
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[45];\nh q[0];\n",
+    );
+    let out = quargo(&["simulate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("45-qubit state needs 512.0 TiB"), "{err}");
+    let out = quargo(&["simulate", "examples/ghz.qasm", "--max-memory", "1000"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let out = quargo(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("simulate"), "{text}");
+    let out = quargo(&["simulate", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--shots",
+        "--seed",
+        "--threads",
+        "--observable",
+        "rightmost",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+}
