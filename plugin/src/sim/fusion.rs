@@ -5,7 +5,7 @@
 //! whatever their size while a dense `k`-qubit op costs `2^k` multiply-adds per amplitude. A merge
 //! is taken only when the merged op is estimated no dearer than the ops it replaces.
 
-use super::kernels::{apply_dense, apply_diagonal, apply_matrix_small, apply_monomial};
+use super::kernels::{apply_matrix_small, DenseKernel, DiagonalKernel, PermuteKernel};
 use crate::circuit::{identity, Instruction};
 use num_complex::Complex64 as C64;
 
@@ -30,8 +30,8 @@ impl FusionLimits {
     pub fn for_qubits(n: usize) -> Self {
         if n < 12 {
             FusionLimits {
-                dense: 2,
-                sparse: 4,
+                dense: 3,
+                sparse: 6,
             }
         } else {
             FusionLimits {
@@ -53,31 +53,21 @@ fn cost(kind: Kind, qubits: usize) -> f64 {
     }
 }
 
-/// A compiled operation on the state.
+/// A compiled operation on the state, with everything its kernel needs precomputed.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// Multiply amplitude `i` by `diag[local(i)]`.
-    Diagonal { qubits: Vec<usize>, diag: Vec<C64> },
-    /// Local basis state `j` goes to `target[j]` with factor `phase[j]`.
-    Monomial {
-        qubits: Vec<usize>,
-        target: Vec<usize>,
-        phase: Vec<C64>,
-    },
-    /// Dense matrix, stored column-major (`matrix[c * d + r]`).
-    Dense {
-        qubits: Vec<usize>,
-        matrix: Vec<C64>,
-    },
+    Diagonal(DiagonalKernel),
+    Monomial(PermuteKernel),
+    Dense(DenseKernel),
 }
 
 impl Op {
     /// The sorted qubits the op acts on.
     pub fn qubits(&self) -> &[usize] {
         match self {
-            Op::Diagonal { qubits, .. }
-            | Op::Monomial { qubits, .. }
-            | Op::Dense { qubits, .. } => qubits,
+            Op::Diagonal(k) => &k.qubits,
+            Op::Monomial(k) => &k.qubits,
+            Op::Dense(k) => &k.qubits,
         }
     }
 
@@ -86,10 +76,10 @@ impl Op {
         let d = 1usize << qubits.len();
         let is_zero = |r: usize, c: usize| m[r * d + c] == C64::new(0.0, 0.0);
         if (0..d).all(|r| (0..d).all(|c| r == c || is_zero(r, c))) {
-            return Op::Diagonal {
+            return Op::Diagonal(DiagonalKernel::new(
                 qubits,
-                diag: (0..d).map(|k| m[k * d + k]).collect(),
-            };
+                (0..d).map(|k| m[k * d + k]).collect(),
+            ));
         }
         let single_row = |c: usize| {
             let mut rows = (0..d).filter(|&r| !is_zero(r, c));
@@ -101,26 +91,16 @@ impl Op {
         let targets: Option<Vec<usize>> = (0..d).map(single_row).collect();
         if let Some(target) = targets {
             let phase = (0..d).map(|c| m[target[c] * d + c]).collect();
-            return Op::Monomial {
-                qubits,
-                target,
-                phase,
-            };
+            return Op::Monomial(PermuteKernel::new(qubits, target, phase));
         }
-        let mut matrix = vec![C64::new(0.0, 0.0); d * d];
-        for r in 0..d {
-            for c in 0..d {
-                matrix[c * d + r] = m[r * d + c];
-            }
-        }
-        Op::Dense { qubits, matrix }
+        Op::Dense(DenseKernel::new(qubits, m))
     }
 
     /// True when the op only moves amplitude between indices that agree on every bit from
     /// `bits` up, so it can run on aligned chunks of `2^bits` amplitudes one at a time.
     pub fn is_chunk_local(&self, bits: usize) -> bool {
         match self {
-            Op::Diagonal { .. } => true,
+            Op::Diagonal(_) => true,
             _ => self.qubits().iter().all(|&q| q < bits),
         }
     }
@@ -129,13 +109,9 @@ impl Op {
     /// slice must cover whole groups: the full state, or an aligned chunk when `is_chunk_local`.
     pub fn apply(&self, amps: &mut [C64], base: usize, parallel: bool) {
         match self {
-            Op::Diagonal { qubits, diag } => apply_diagonal(amps, base, qubits, diag, parallel),
-            Op::Monomial {
-                qubits,
-                target,
-                phase,
-            } => apply_monomial(amps, qubits, target, phase, parallel),
-            Op::Dense { qubits, matrix } => apply_dense(amps, qubits, matrix, parallel),
+            Op::Diagonal(k) => k.apply(amps, base, parallel),
+            Op::Monomial(k) => k.apply(amps, parallel),
+            Op::Dense(k) => k.apply(amps, parallel),
         }
     }
 }
@@ -315,16 +291,9 @@ fn sparse_block_op(block: &Block) -> Op {
         }
     }
     if target.iter().enumerate().all(|(j, &t)| j == t) {
-        return Op::Diagonal {
-            qubits: block.qubits.clone(),
-            diag: phase,
-        };
+        return Op::Diagonal(DiagonalKernel::new(block.qubits.clone(), phase));
     }
-    Op::Monomial {
-        qubits: block.qubits.clone(),
-        target,
-        phase,
-    }
+    Op::Monomial(PermuteKernel::new(block.qubits.clone(), target, phase))
 }
 
 #[cfg(test)]
@@ -344,13 +313,13 @@ mod tests {
         c.push(Gate::T, &[2]).unwrap();
         let ops = fuse(c.instructions(), wide);
         assert_eq!(ops.len(), 1);
-        assert!(matches!(ops[0], Op::Monomial { .. }));
+        assert!(matches!(ops[0], Op::Monomial(_)));
         let mut d = Circuit::new(3);
         d.push(Gate::H, &[0]).unwrap();
         d.push(Gate::Cx, &[0, 1]).unwrap();
         let ops = fuse(d.instructions(), wide);
         assert_eq!(ops.len(), 1);
-        assert!(matches!(ops[0], Op::Dense { .. }));
+        assert!(matches!(ops[0], Op::Dense(_)));
         assert_eq!(fuse(c.instructions(), FusionLimits::NONE).len(), 3);
     }
 

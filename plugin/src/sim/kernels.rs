@@ -6,6 +6,7 @@
 
 use num_complex::Complex64 as C64;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Amplitude groups handed to one rayon task.
 const GROUPS_PER_TASK: usize = 1 << 11;
@@ -72,231 +73,299 @@ impl SharedAmps {
     }
 }
 
-/// Calls `body(group_index)` for every group, in parallel chunks when asked.
+/// Calls `body(range)` over ranges of group indices covering `0..num_groups`, in parallel tasks
+/// when asked and worth it.
 #[inline(always)]
-fn for_each_group(num_groups: usize, parallel: bool, body: impl Fn(usize) + Sync + Send) {
+fn for_each_range(num_groups: usize, parallel: bool, body: impl Fn(Range<usize>) + Sync + Send) {
     if parallel && num_groups >= 2 * GROUPS_PER_TASK {
         (0..num_groups.div_ceil(GROUPS_PER_TASK))
             .into_par_iter()
             .for_each(|task| {
                 let start = task * GROUPS_PER_TASK;
-                let end = (start + GROUPS_PER_TASK).min(num_groups);
-                (start..end).for_each(&body);
+                body(start..(start + GROUPS_PER_TASK).min(num_groups));
             });
     } else {
-        (0..num_groups).for_each(body);
+        body(0..num_groups);
     }
 }
 
-/// Multiplies amplitude `i` by `diag[local(i)]`; `base` is the absolute index of `amps[0]`.
-pub fn apply_diagonal(
-    amps: &mut [C64],
-    base: usize,
-    qubits: &[usize],
-    diag: &[C64],
-    parallel: bool,
-) {
-    if amps.len() <= 1 << DIAG_STEP_BITS && qubits.iter().all(|&q| 1 << q < amps.len()) {
-        // Small state: walk the groups; building the lookup table would cost as much as the op.
-        let offsets = local_offsets(qubits);
-        for g in 0..amps.len() >> qubits.len() {
-            let start = insert_zero_bits(g, qubits);
-            for (off, d) in offsets.iter().zip(diag) {
-                amps[start + off] *= d;
-            }
-        }
-        return;
-    }
-    let step_bits = DIAG_STEP_BITS.min(amps.len().trailing_zeros() as usize);
-    let step = 1usize << step_bits;
-    // Local-index bits contributed by the low `step_bits` bits of an index, for every offset.
-    let low: Vec<(usize, usize)> = qubits
-        .iter()
-        .enumerate()
-        .filter(|(_, &q)| q < step_bits)
-        .map(|(b, &q)| (b, q))
-        .collect();
-    let high: Vec<(usize, usize)> = qubits
-        .iter()
-        .enumerate()
-        .filter(|(_, &q)| q >= step_bits)
-        .map(|(b, &q)| (b, q))
-        .collect();
-    let low_map: Vec<u32> = (0..step)
-        .map(|off| low.iter().map(|&(b, q)| ((off >> q & 1) << b) as u32).sum())
-        .collect();
-    let kernel = |(ci, part): (usize, &mut [C64])| {
-        let start = base + ci * step;
-        let hi: usize = high.iter().map(|&(b, q)| (start >> q & 1) << b).sum();
-        for (a, &lo) in part.iter_mut().zip(&low_map) {
-            *a *= diag[hi | lo as usize];
-        }
-    };
-    if parallel && amps.len() >= 2 * step * 16 {
-        amps.par_chunks_mut(step).enumerate().for_each(kernel);
-    } else {
-        amps.chunks_mut(step).enumerate().for_each(kernel);
-    }
+/// A diagonal op, ready to apply: amplitude `i` is multiplied by `diag[local(i)]`.
+#[derive(Debug, Clone)]
+pub struct DiagonalKernel {
+    pub qubits: Vec<usize>,
+    offsets: Vec<usize>,
+    pub diag: Vec<C64>,
 }
 
-/// Local basis state `j` moves to `target[j]` with factor `phase[j]`.
-pub fn apply_monomial(
-    amps: &mut [C64],
-    qubits: &[usize],
-    target: &[usize],
-    phase: &[C64],
-    parallel: bool,
-) {
-    match qubits.len() {
-        1 => monomial_kernel::<2>(amps, qubits, target, phase, parallel),
-        2 => monomial_kernel::<4>(amps, qubits, target, phase, parallel),
-        3 => monomial_kernel::<8>(amps, qubits, target, phase, parallel),
-        4 => monomial_kernel::<16>(amps, qubits, target, phase, parallel),
-        5 => monomial_kernel::<32>(amps, qubits, target, phase, parallel),
-        6 => monomial_kernel::<64>(amps, qubits, target, phase, parallel),
-        7 => monomial_kernel::<128>(amps, qubits, target, phase, parallel),
-        8 => monomial_kernel::<256>(amps, qubits, target, phase, parallel),
-        k => {
-            let d = 1usize << k;
-            let mut m = vec![C64::new(0.0, 0.0); d * d];
-            for c in 0..d {
-                m[target[c] * d + c] = phase[c];
-            }
-            apply_matrix_small(amps, qubits, &m);
+impl DiagonalKernel {
+    pub fn new(qubits: Vec<usize>, diag: Vec<C64>) -> Self {
+        let offsets = local_offsets(&qubits);
+        Self {
+            qubits,
+            offsets,
+            diag,
         }
     }
-}
 
-fn monomial_kernel<const D: usize>(
-    amps: &mut [C64],
-    qubits: &[usize],
-    target: &[usize],
-    phase: &[C64],
-    parallel: bool,
-) {
-    let offsets = local_offsets(qubits);
-    let dest: Vec<usize> = target.iter().map(|&t| offsets[t]).collect();
-    let (offsets, dest) = (&offsets[..], &dest[..]);
-    let shared = SharedAmps(amps.as_mut_ptr());
-    let num_groups = amps.len() / D;
-    for_each_group(num_groups, parallel, move |g| {
-        let base = insert_zero_bits(g, qubits);
-        let mut v = [C64::new(0.0, 0.0); D];
-        // SAFETY: group `g` owns exactly the indices base + offsets[j], all < amps.len() because the
-        // slice covers whole groups, and no other group shares one of them.
-        unsafe {
-            let p = shared.ptr().add(base);
-            for j in 0..D {
-                v[j] = *p.add(offsets[j]);
-            }
-            for j in 0..D {
-                *p.add(dest[j]) = v[j] * phase[j];
-            }
-        }
-    });
-}
-
-/// Dense matrix stored column-major (`matrix[c * d + r]`).
-pub fn apply_dense(amps: &mut [C64], qubits: &[usize], matrix: &[C64], parallel: bool) {
-    match qubits.len() {
-        1 => dense_kernel::<2>(amps, qubits, matrix, parallel),
-        2 => dense_kernel::<4>(amps, qubits, matrix, parallel),
-        3 => dense_kernel::<8>(amps, qubits, matrix, parallel),
-        4 => dense_kernel::<16>(amps, qubits, matrix, parallel),
-        5 => dense_kernel::<32>(amps, qubits, matrix, parallel),
-        6 => dense_kernel::<64>(amps, qubits, matrix, parallel),
-        _ => {
-            // Fusion never builds blocks this large; keep a correct, slow path for completeness.
-            let d = 1usize << qubits.len();
-            let mut row_major = vec![C64::new(0.0, 0.0); d * d];
-            for c in 0..d {
-                for r in 0..d {
-                    row_major[r * d + c] = matrix[c * d + r];
+    /// `base` is the absolute index of `amps[0]`: high qubits select the diagonal entry.
+    pub fn apply(&self, amps: &mut [C64], base: usize, parallel: bool) {
+        let (qubits, diag) = (&self.qubits[..], &self.diag[..]);
+        if amps.len() <= 1 << DIAG_STEP_BITS && qubits.iter().all(|&q| 1 << q < amps.len()) {
+            // Small slice: walk the groups; a lookup table would cost as much as the op.
+            for g in 0..amps.len() >> qubits.len() {
+                let start = insert_zero_bits(g, qubits);
+                for (off, d) in self.offsets.iter().zip(diag) {
+                    amps[start + off] *= d;
                 }
             }
-            apply_matrix_small(amps, qubits, &row_major);
+            return;
+        }
+        let step_bits = DIAG_STEP_BITS.min(amps.len().trailing_zeros() as usize);
+        let step = 1usize << step_bits;
+        let split = |low: bool| -> Vec<(usize, usize)> {
+            qubits
+                .iter()
+                .enumerate()
+                .filter(|(_, &q)| (q < step_bits) == low)
+                .map(|(b, &q)| (b, q))
+                .collect()
+        };
+        let (low, high) = (split(true), split(false));
+        // Local-index bits contributed by the low `step_bits` bits of an index, for every offset.
+        let low_map: Vec<u32> = (0..step)
+            .map(|off| low.iter().map(|&(b, q)| ((off >> q & 1) << b) as u32).sum())
+            .collect();
+        let kernel = |(ci, part): (usize, &mut [C64])| {
+            let start = base + ci * step;
+            let hi: usize = high.iter().map(|&(b, q)| (start >> q & 1) << b).sum();
+            for (a, &lo) in part.iter_mut().zip(&low_map) {
+                *a *= diag[hi | lo as usize];
+            }
+        };
+        if parallel && amps.len() >= 2 * step * 16 {
+            amps.par_chunks_mut(step).enumerate().for_each(kernel);
+        } else {
+            amps.chunks_mut(step).enumerate().for_each(kernel);
         }
     }
 }
 
-/// Dense `D x D` kernel with the matrix split into real and imaginary column planes, so the inner
-/// loop runs over `D` independent rows and vectorises; an AVX2+FMA build is picked at run time.
-fn dense_kernel<const D: usize>(
-    amps: &mut [C64],
-    qubits: &[usize],
-    matrix: &[C64],
-    parallel: bool,
-) {
-    let offsets = local_offsets(qubits);
-    let mut cols_re = vec![[0.0f64; D]; D];
-    let mut cols_im = vec![[0.0f64; D]; D];
-    for c in 0..D {
-        for r in 0..D {
-            cols_re[c][r] = matrix[c * D + r].re;
-            cols_im[c][r] = matrix[c * D + r].im;
+/// A monomial op (permutation with phases), ready to apply: local basis state `j` moves to
+/// `target[j]` with factor `phase[j]`.
+#[derive(Debug, Clone)]
+pub struct PermuteKernel {
+    pub qubits: Vec<usize>,
+    offsets: Vec<usize>,
+    dest: Vec<usize>,
+    pub target: Vec<usize>,
+    pub phase: Vec<C64>,
+    phased: bool,
+}
+
+impl PermuteKernel {
+    pub fn new(qubits: Vec<usize>, target: Vec<usize>, phase: Vec<C64>) -> Self {
+        let offsets = local_offsets(&qubits);
+        let dest = target.iter().map(|&t| offsets[t]).collect();
+        let phased = phase.iter().any(|p| *p != C64::new(1.0, 0.0));
+        Self {
+            qubits,
+            offsets,
+            dest,
+            target,
+            phase,
+            phased,
         }
     }
-    let (offsets, cols_re, cols_im) = (&offsets[..], &cols_re[..], &cols_im[..]);
-    let shared = SharedAmps(amps.as_mut_ptr());
-    let num_groups = amps.len() / D;
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            for_each_group(num_groups, parallel, move |g| {
+
+    pub fn apply(&self, amps: &mut [C64], parallel: bool) {
+        match (self.qubits.len(), self.phased) {
+            (1, false) => self.run::<2, false>(amps, parallel),
+            (1, true) => self.run::<2, true>(amps, parallel),
+            (2, false) => self.run::<4, false>(amps, parallel),
+            (2, true) => self.run::<4, true>(amps, parallel),
+            (3, false) => self.run::<8, false>(amps, parallel),
+            (3, true) => self.run::<8, true>(amps, parallel),
+            (4, false) => self.run::<16, false>(amps, parallel),
+            (4, true) => self.run::<16, true>(amps, parallel),
+            (5, _) => self.run::<32, true>(amps, parallel),
+            (6, _) => self.run::<64, true>(amps, parallel),
+            (7, _) => self.run::<128, true>(amps, parallel),
+            (8, _) => self.run::<256, true>(amps, parallel),
+            (k, _) => {
+                let d = 1usize << k;
+                let mut m = vec![C64::new(0.0, 0.0); d * d];
+                for c in 0..d {
+                    m[self.target[c] * d + c] = self.phase[c];
+                }
+                apply_matrix_small(amps, &self.qubits, &m);
+            }
+        }
+    }
+
+    /// Gathers each group and scatters it to its targets; `PHASED` false skips the multiply for
+    /// plain permutations (X, CX, SWAP, CCX chains).
+    fn run<const D: usize, const PHASED: bool>(&self, amps: &mut [C64], parallel: bool) {
+        let (qubits, offsets, dest, phase) = (
+            &self.qubits[..],
+            &self.offsets[..],
+            &self.dest[..],
+            &self.phase[..],
+        );
+        let shared = SharedAmps(amps.as_mut_ptr());
+        for_each_range(amps.len() / D, parallel, move |range| {
+            let mut v = [C64::new(0.0, 0.0); D];
+            for g in range {
                 let base = insert_zero_bits(g, qubits);
-                // SAFETY: AVX2 and FMA are present (checked above); group `g` owns its D indices
-                // exclusively, as in `monomial_kernel`.
-                unsafe { dense_group_avx2::<D>(shared.ptr().add(base), offsets, cols_re, cols_im) }
-            });
-            return;
+                // SAFETY: group `g` owns exactly the indices base + offsets[j], all < amps.len()
+                // because the slice covers whole groups, and no other group shares one of them.
+                unsafe {
+                    let p = shared.ptr().add(base);
+                    for j in 0..D {
+                        v[j] = *p.add(offsets[j]);
+                    }
+                    for j in 0..D {
+                        *p.add(dest[j]) = if PHASED { v[j] * phase[j] } else { v[j] };
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// A dense op, ready to apply: the matrix split into real and imaginary column-major planes so the
+/// inner loop runs over independent rows and vectorises; an AVX2+FMA build is picked at run time.
+#[derive(Debug, Clone)]
+pub struct DenseKernel {
+    pub qubits: Vec<usize>,
+    offsets: Vec<usize>,
+    re: Vec<f64>,
+    im: Vec<f64>,
+}
+
+impl DenseKernel {
+    /// `matrix` is row-major, little-endian over the sorted `qubits`.
+    pub fn new(qubits: Vec<usize>, matrix: &[C64]) -> Self {
+        let d = 1usize << qubits.len();
+        let mut re = vec![0.0; d * d];
+        let mut im = vec![0.0; d * d];
+        for r in 0..d {
+            for c in 0..d {
+                re[c * d + r] = matrix[r * d + c].re;
+                im[c * d + r] = matrix[r * d + c].im;
+            }
+        }
+        let offsets = local_offsets(&qubits);
+        Self {
+            qubits,
+            offsets,
+            re,
+            im,
         }
     }
-    for_each_group(num_groups, parallel, move |g| {
-        let base = insert_zero_bits(g, qubits);
-        // SAFETY: as above.
-        unsafe { dense_group::<D, false>(shared.ptr().add(base), offsets, cols_re, cols_im) }
-    });
+
+    pub fn apply(&self, amps: &mut [C64], parallel: bool) {
+        match self.qubits.len() {
+            1 => self.run::<2>(amps, parallel),
+            2 => self.run::<4>(amps, parallel),
+            3 => self.run::<8>(amps, parallel),
+            4 => self.run::<16>(amps, parallel),
+            5 => self.run::<32>(amps, parallel),
+            6 => self.run::<64>(amps, parallel),
+            _ => {
+                // Fusion never builds blocks this large; keep a correct, slow path for completeness.
+                let d = 1usize << self.qubits.len();
+                let m: Vec<C64> = (0..d * d)
+                    .map(|k| {
+                        let (r, c) = (k / d, k % d);
+                        C64::new(self.re[c * d + r], self.im[c * d + r])
+                    })
+                    .collect();
+                apply_matrix_small(amps, &self.qubits, &m);
+            }
+        }
+    }
+
+    fn run<const D: usize>(&self, amps: &mut [C64], parallel: bool) {
+        let (cols_re, _) = self.re.as_chunks::<D>();
+        let (cols_im, _) = self.im.as_chunks::<D>();
+        let (qubits, offsets) = (&self.qubits[..], &self.offsets[..]);
+        let shared = SharedAmps(amps.as_mut_ptr());
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                for_each_range(amps.len() / D, parallel, move |range| {
+                    // SAFETY: AVX2 and FMA are present (checked above); each group owns its D
+                    // indices exclusively, as in `PermuteKernel::run`.
+                    unsafe {
+                        dense_groups_avx2::<D>(
+                            shared.ptr(),
+                            range,
+                            qubits,
+                            offsets,
+                            cols_re,
+                            cols_im,
+                        )
+                    }
+                });
+                return;
+            }
+        }
+        for_each_range(amps.len() / D, parallel, move |range| {
+            // SAFETY: as above.
+            unsafe {
+                dense_groups::<D, false>(shared.ptr(), range, qubits, offsets, cols_re, cols_im)
+            }
+        });
+    }
 }
 
 /// `FMA` selects `mul_add`, which is one instruction where the FMA unit is enabled and a slow
 /// library call where it is not.
 #[inline(always)]
-unsafe fn dense_group<const D: usize, const FMA: bool>(
-    p: *mut C64,
+unsafe fn dense_groups<const D: usize, const FMA: bool>(
+    amps: *mut C64,
+    groups: Range<usize>,
+    qubits: &[usize],
     offsets: &[usize],
     cols_re: &[[f64; D]],
     cols_im: &[[f64; D]],
 ) {
-    let mut or = [0.0f64; D];
-    let mut oi = [0.0f64; D];
-    for c in 0..D {
-        let x = *p.add(offsets[c]);
-        let (cr, ci) = (&cols_re[c], &cols_im[c]);
-        for r in 0..D {
-            if FMA {
-                or[r] = cr[r].mul_add(x.re, (-ci[r]).mul_add(x.im, or[r]));
-                oi[r] = cr[r].mul_add(x.im, ci[r].mul_add(x.re, oi[r]));
-            } else {
-                or[r] += cr[r] * x.re - ci[r] * x.im;
-                oi[r] += cr[r] * x.im + ci[r] * x.re;
+    for g in groups {
+        let p = amps.add(insert_zero_bits(g, qubits));
+        let mut or = [0.0f64; D];
+        let mut oi = [0.0f64; D];
+        for c in 0..D {
+            let x = *p.add(offsets[c]);
+            let (cr, ci) = (&cols_re[c], &cols_im[c]);
+            for r in 0..D {
+                if FMA {
+                    or[r] = cr[r].mul_add(x.re, (-ci[r]).mul_add(x.im, or[r]));
+                    oi[r] = cr[r].mul_add(x.im, ci[r].mul_add(x.re, oi[r]));
+                } else {
+                    or[r] += cr[r] * x.re - ci[r] * x.im;
+                    oi[r] += cr[r] * x.im + ci[r] * x.re;
+                }
             }
         }
-    }
-    for r in 0..D {
-        *p.add(offsets[r]) = C64::new(or[r], oi[r]);
+        for r in 0..D {
+            *p.add(offsets[r]) = C64::new(or[r], oi[r]);
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dense_group_avx2<const D: usize>(
-    p: *mut C64,
+unsafe fn dense_groups_avx2<const D: usize>(
+    amps: *mut C64,
+    groups: Range<usize>,
+    qubits: &[usize],
     offsets: &[usize],
     cols_re: &[[f64; D]],
     cols_im: &[[f64; D]],
 ) {
-    dense_group::<D, true>(p, offsets, cols_re, cols_im)
+    dense_groups::<D, true>(amps, groups, qubits, offsets, cols_re, cols_im)
 }
 
 #[cfg(test)]
@@ -314,10 +383,11 @@ mod tests {
     fn diagonal_kernel_uses_the_absolute_index() {
         // Qubit 13 is above the table's low bits; a slice starting at 2^13 has it set.
         let diag = [C64::new(1.0, 0.0), C64::new(0.0, 1.0)];
+        let op = DiagonalKernel::new(vec![13], diag.to_vec());
         let mut amps = vec![C64::new(1.0, 0.0); 1 << 13];
-        apply_diagonal(&mut amps, 1 << 13, &[13], &diag, false);
+        op.apply(&mut amps, 1 << 13, false);
         assert!(amps.iter().all(|a| *a == C64::new(0.0, 1.0)));
-        apply_diagonal(&mut amps, 0, &[13], &diag, true);
+        op.apply(&mut amps, 0, true);
         assert!(amps.iter().all(|a| *a == C64::new(0.0, 1.0)));
     }
 }

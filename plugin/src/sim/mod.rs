@@ -130,7 +130,13 @@ impl Simulator {
     /// Fails with [`SimError::TooLarge`] when a state of `num_qubits` would not fit.
     pub fn check_memory(&self, num_qubits: usize) -> Result<(), SimError> {
         let needed = state_bytes(num_qubits);
-        let available = self.memory_limit.unwrap_or_else(available_memory);
+        // Reading /proc/meminfo costs more than simulating a small circuit: states up to 64 MiB
+        // are only checked against an explicit limit.
+        let available = match self.memory_limit {
+            Some(limit) => limit,
+            None if needed <= 64 << 20 => return Ok(()),
+            None => available_memory(),
+        };
         if num_qubits > MAX_QUBITS || needed > available {
             return Err(SimError::TooLarge {
                 num_qubits,
@@ -152,9 +158,11 @@ impl Simulator {
             execute(&ops, &mut state.amps);
             state
         };
+        // Small states run serially on the caller's thread: handing them to the pool costs more
+        // than simulating them.
         Ok(match &self.pool {
-            Some(pool) => pool.install(work),
-            None => work(),
+            Some(pool) if n >= PARALLEL_MIN_QUBITS => pool.install(work),
+            _ => work(),
         })
     }
 
