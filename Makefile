@@ -42,7 +42,7 @@ $(VENV)/.ready: bench/requirements.txt
 # quargo vs qiskit-aer, same circuits and threads, in one run (see bench/sim_vs_aer.py).
 bench-sim: $(VENV)/.ready
 	$(CARGO) bench --locked --no-run --bench sim_peer
-	$(PY) bench/sim_vs_aer.py --threads $(THREADS) --reps 2
+	$(PY) bench/sim_vs_aer.py --threads $(THREADS) --reps 3
 
 bench: bench-sim
 
