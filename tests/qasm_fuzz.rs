@@ -101,7 +101,7 @@ static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
 
 fn check(src: &str) {
     let n = CHECKED.fetch_add(1, Ordering::Relaxed) + 1;
-    if n % 100_000 == 0 {
+    if n.is_multiple_of(100_000) {
         eprintln!(
             "{n} programs checked, {} accepted",
             ACCEPTED.load(Ordering::Relaxed)
