@@ -4,7 +4,8 @@
 Circuits are generated here (seeded), written as OpenQASM 2 for quargo and built as QuantumCircuit
 objects for Aer. Timed: Aer `run().result()` with `save_probabilities` (no transpile: every gate used
 is native to Aer), fusion on (default) and off; quargo parse + simulate + probabilities, through the
-`sim_peer` bench binary. Each case reports the best of `--reps` runs.
+`sim_peer` bench binary. Each case reports the best of `--reps` runs; both sides run one untimed
+20-qubit warm-up first (thread pools, first touch of fresh memory).
 """
 import argparse
 import json
@@ -162,6 +163,7 @@ def main():
             row = json.loads(line)
             q_times[row["case"]] = row["seconds"]
 
+    aer_time(ghz(20), args.threads, False, 1)  # warm-up, as the quargo side does
     print(f"threads = {args.threads}, best of {args.reps} runs; ratio = Aer time / quargo time (> 1: quargo faster)")
     header = f"{'case':<26}{'quargo s':>11}{'aer s':>11}{'aer nofuse s':>14}{'ratio':>9}{'ratio nofuse':>14}"
     print(header)
