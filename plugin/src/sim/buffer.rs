@@ -5,28 +5,40 @@
 //! every byte up front, touching each page; `Vec` cannot carry another allocator's memory.)
 
 use num_complex::Complex64;
+use rayon::prelude::*;
 use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+use std::sync::Mutex;
 
 /// Buffers at least this large are mapped directly.
 const MAP_THRESHOLD: usize = 2 << 20;
 
-/// Types whose all-zero bit pattern is a valid value.
+/// Mappings kept for reuse: repeated simulations of one size (fragment variants, benchmark
+/// repetitions) then skip the kernel's page clearing and faults.
+const RECYCLE_MAX_BYTES: usize = 256 << 20;
+const RECYCLE_SLOTS: usize = 4;
+
+/// Freed mappings (address, bytes) waiting for reuse.
+static RECYCLED: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+/// Plain-data types for which every bit pattern, all-zero included, is a valid value.
 ///
 /// # Safety
-/// Implement only for plain data where zero bytes are a valid value.
-pub unsafe trait ZeroValid: Copy {}
-// SAFETY: Complex64 is two f64; all-zero bits are 0.0 + 0.0i.
+/// Implement only for plain data where any bytes are a valid value.
+pub unsafe trait ZeroValid: Copy + Send + Sync {}
+// SAFETY: Complex64 is two f64; every bit pattern is a valid f64.
 unsafe impl ZeroValid for Complex64 {}
-// SAFETY: all-zero bits are 0.0.
+// SAFETY: every bit pattern is a valid f64.
 unsafe impl ZeroValid for f64 {}
 
 pub struct ZeroedBuf<T: ZeroValid> {
     ptr: NonNull<T>,
     len: usize,
     mapped: bool,
+    /// Came from the recycle bin: contents are stale until overwritten.
+    recycled: bool,
     _owns: PhantomData<T>,
 }
 
@@ -40,7 +52,28 @@ unsafe impl<T: ZeroValid + Sync> Sync for ZeroedBuf<T> {}
 impl<T: ZeroValid> ZeroedBuf<T> {
     /// `len` zero values; callers check the size against the memory available first.
     pub fn zeroed(len: usize) -> Self {
+        let mut buf = Self::for_overwrite(len);
+        if buf.recycled {
+            // Zeroing in parallel costs less than the page faults of a fresh mapping.
+            buf.par_chunks_mut(1 << 16)
+                .for_each(|c| c.iter_mut().for_each(|v| *v = zero_value()));
+            buf.recycled = false;
+        }
+        buf
+    }
+
+    /// `len` values with arbitrary (valid) contents, for callers that overwrite every element.
+    pub fn for_overwrite(len: usize) -> Self {
         let bytes = len.max(1) * std::mem::size_of::<T>();
+        if let Some(ptr) = take_recycled(bytes) {
+            return Self {
+                ptr: ptr.cast(),
+                len,
+                mapped: true,
+                recycled: true,
+                _owns: PhantomData,
+            };
+        }
         #[cfg(target_os = "linux")]
         if bytes >= MAP_THRESHOLD {
             if let Some(ptr) = map_zeroed(bytes) {
@@ -48,6 +81,7 @@ impl<T: ZeroValid> ZeroedBuf<T> {
                     ptr: ptr.cast(),
                     len,
                     mapped: true,
+                    recycled: false,
                     _owns: PhantomData,
                 };
             }
@@ -62,6 +96,7 @@ impl<T: ZeroValid> ZeroedBuf<T> {
             ptr,
             len,
             mapped: false,
+            recycled: false,
             _owns: PhantomData,
         }
     }
@@ -73,6 +108,34 @@ impl<T: ZeroValid> ZeroedBuf<T> {
     fn bytes(&self) -> usize {
         self.len.max(1) * std::mem::size_of::<T>()
     }
+}
+
+fn zero_value<T: ZeroValid>() -> T {
+    // SAFETY: all-zero bytes are a valid T (ZeroValid).
+    unsafe { std::mem::zeroed() }
+}
+
+/// Takes a recycled mapping of exactly `bytes`, if one is waiting.
+fn take_recycled(bytes: usize) -> Option<NonNull<u8>> {
+    let mut bin = RECYCLED.lock().ok()?;
+    let at = bin.iter().position(|&(_, b)| b == bytes)?;
+    let (addr, _) = bin.swap_remove(at);
+    NonNull::new(addr as *mut u8)
+}
+
+/// Keeps a mapping for reuse; false when it should be unmapped instead.
+fn recycle(addr: usize, bytes: usize) -> bool {
+    if bytes > RECYCLE_MAX_BYTES {
+        return false;
+    }
+    let Ok(mut bin) = RECYCLED.lock() else {
+        return false;
+    };
+    if bin.len() >= RECYCLE_SLOTS {
+        return false;
+    }
+    bin.push((addr, bytes));
+    true
 }
 
 #[cfg(target_os = "linux")]
@@ -115,8 +178,11 @@ impl<T: ZeroValid> Drop for ZeroedBuf<T> {
     fn drop(&mut self) {
         #[cfg(target_os = "linux")]
         if self.mapped {
-            // SAFETY: mapped in `zeroed` with exactly this length.
-            unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.bytes()) };
+            let bytes = self.bytes();
+            if !recycle(self.ptr.as_ptr() as usize, bytes) {
+                // SAFETY: mapped in `for_overwrite` with exactly this length.
+                unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, bytes) };
+            }
             return;
         }
         // SAFETY: allocated in `zeroed` with exactly this layout.
@@ -140,6 +206,18 @@ impl<T: ZeroValid> std::fmt::Debug for ZeroedBuf<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recycled_mappings_come_back_zeroed() {
+        let len = (MAP_THRESHOLD / 16) * 3;
+        for _ in 0..3 {
+            let mut b = AmpBuffer::zeroed(len);
+            assert!(b.iter().all(|a| *a == Complex64::new(0.0, 0.0)));
+            b.iter_mut().for_each(|a| *a = Complex64::new(3.0, 4.0));
+            let mut p = ZeroedBuf::<f64>::for_overwrite(len);
+            p.iter_mut().for_each(|v| *v = 1.0);
+        }
+    }
 
     #[test]
     fn zeroed_buffers_of_all_sizes() {

@@ -231,7 +231,7 @@ impl StateVector {
 
     /// |amplitude|^2 for every basis state.
     pub fn probabilities(&self) -> ZeroedBuf<f64> {
-        let mut probs = ZeroedBuf::zeroed(self.amps.len());
+        let mut probs = ZeroedBuf::for_overwrite(self.amps.len());
         let chunk = 1 << 14;
         let fill = |(p, a): (&mut [f64], &[C64])| {
             for (p, a) in p.iter_mut().zip(a) {
