@@ -156,3 +156,101 @@ fn help_explains_the_commands() {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
 }
+
+#[test]
+fn cut_prints_the_plan() {
+    let v = json(&quargo(&[
+        "cut",
+        "examples/two_blocks.qasm",
+        "--max-qubits",
+        "4",
+    ]));
+    assert_eq!(v["num_qubits"], 7);
+    let cuts = v["cuts"].as_array().unwrap();
+    assert_eq!(cuts.len(), 1);
+    assert_eq!(cuts[0]["qubit"], 3);
+    let fragments = v["fragments"].as_array().unwrap();
+    assert_eq!(fragments.len(), 2);
+    assert!(fragments.iter().all(|f| f["width"].as_u64().unwrap() <= 4));
+    assert_eq!(v["variants"], 7.0);
+
+    let out = quargo(&[
+        "cut",
+        "examples/two_blocks.qasm",
+        "--max-qubits",
+        "4",
+        "--max-cuts",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs 1 cut(s)") && err.contains("max_qubits = 7"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_reproduces_direct_simulation() {
+    let direct = json(&quargo(&["simulate", "examples/two_blocks.qasm"]));
+    let cut = json(&quargo(&[
+        "run",
+        "examples/two_blocks.qasm",
+        "--max-qubits",
+        "4",
+        "--observable",
+        "ZZZZZZZ",
+    ]));
+    assert_eq!(cut["num_qubits"], 7);
+    let (p, q) = (
+        direct["probabilities"].as_object().unwrap(),
+        cut["probabilities"].as_object().unwrap(),
+    );
+    let tvd: f64 = p
+        .iter()
+        .map(|(k, v)| (v.as_f64().unwrap() - q.get(k).and_then(Value::as_f64).unwrap_or(0.0)).abs())
+        .sum::<f64>()
+        / 2.0;
+    assert!(tvd < 1e-9, "TVD {tvd}");
+    assert_eq!(cut["report"]["cuts"].as_array().unwrap().len(), 1);
+    assert_eq!(cut["report"]["variants"], 7);
+    assert!(cut["expectation"]["ZZZZZZZ"]["value"].is_f64());
+}
+
+#[test]
+fn sampled_run_reports_error_bars() {
+    let v = json(&quargo(&[
+        "run",
+        "examples/two_blocks.qasm",
+        "--max-qubits",
+        "4",
+        "--shots",
+        "2000",
+        "--seed",
+        "5",
+        "--observable",
+        "ZZZZZZZ",
+        "--project",
+    ]));
+    assert_eq!(v["shots"], 2000);
+    let probs = v["probabilities"].as_object().unwrap();
+    let total: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
+    assert!(
+        (total - 1.0).abs() < 1e-9,
+        "projected distribution sums to {total}"
+    );
+    assert!(probs.values().all(|p| p.as_f64().unwrap() >= 0.0));
+    assert!(v["stderr"].as_object().unwrap().len() == probs.len());
+    assert!(v["expectation"]["ZZZZZZZ"]["stderr"].as_f64().unwrap() > 0.0);
+
+    let out = quargo(&[
+        "run",
+        "examples/two_blocks.qasm",
+        "--max-qubits",
+        "4",
+        "--observable",
+        "ZZ",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has 2 qubits but the circuit has 7"));
+}

@@ -3,7 +3,9 @@
 //! Results go to stdout as JSON; logs, progress and errors go to stderr, so the output can be piped.
 
 use crate::circuit::bitstring;
-use crate::pauli::PauliString;
+use crate::cut::{find_cuts, FindOptions};
+use crate::pauli::{Observable, PauliString};
+use crate::pipeline::{self, FragmentSummary, RunOptions};
 use crate::qasm;
 use crate::sim::Simulator;
 use anyhow::{Context, Result};
@@ -38,6 +40,68 @@ pub enum Command {
     ///
     /// Example: quargo simulate examples/ghz.qasm --shots 1000 --seed 7
     Simulate(SimulateArgs),
+    /// Find wire cuts so that every fragment fits in --max-qubits, and print the plan as JSON:
+    /// the cuts (qubit, and the instructions the cut sits between), the fragments (original qubit
+    /// of each fragment qubit, width, gates, prepared and measured cuts) and the variant counts.
+    ///
+    /// Example: quargo cut examples/two_blocks.qasm --max-qubits 4
+    Cut(CutArgs),
+    /// Cut, simulate every fragment variant in parallel and reconstruct, in one process.
+    ///
+    /// Prints the same shape as `quargo simulate`: num_qubits and probabilities (exact, or the
+    /// estimate with a per-outcome "stderr" map when --shots is given), "expectation" for each
+    /// --observable ({"value": v, "stderr": s}), and a "report" (cuts, fragments, variants, shots,
+    /// seconds per stage). Reconstructed probabilities may be slightly negative (round-off, or
+    /// sampling noise): they are printed raw unless --project is given.
+    ///
+    /// Example: quargo run examples/two_blocks.qasm --max-qubits 4 --shots 2000 --seed 1 --observable ZZZZZZZ
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CutArgs {
+    /// OpenQASM 2 file to cut.
+    pub file: PathBuf,
+    /// Most qubits per fragment.
+    #[arg(long)]
+    pub max_qubits: usize,
+    /// Most cuts allowed; the command fails, naming what would work, when no plan fits.
+    #[arg(long)]
+    pub max_cuts: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// OpenQASM 2 file to run.
+    pub file: PathBuf,
+    /// Most qubits per fragment.
+    #[arg(long)]
+    pub max_qubits: usize,
+    /// Most cuts allowed.
+    #[arg(long)]
+    pub max_cuts: Option<usize>,
+    /// Sample this many shots per fragment variant (on average) instead of exact probabilities.
+    #[arg(long)]
+    pub shots: Option<u64>,
+    /// Seed for sampling; without it a seed is drawn and printed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Expectation value to reconstruct: a Pauli string (qubit 0 rightmost) or a weighted sum such
+    /// as "0.5*ZZII + 0.5*XXII"; repeatable.
+    #[arg(long = "observable", value_name = "OBSERVABLE")]
+    pub observables: Vec<String>,
+    /// How shots are spread over variants when sampling.
+    #[arg(long, value_enum, default_value = "weighted")]
+    pub allocation: crate::pipeline::Allocation,
+    /// Project the reconstructed distribution onto the nearest probability distribution.
+    #[arg(long)]
+    pub project: bool,
+    /// Skip the full distribution (it costs 4^cuts * 2^qubits); print expectation values only.
+    #[arg(long)]
+    pub no_probabilities: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "QUARGO_THREADS", default_value_t = 0)]
+    pub threads: usize,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +134,8 @@ pub fn main() -> ExitCode {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = match cli.command {
         Command::Simulate(args) => simulate(&args, &mut out),
+        Command::Cut(args) => cut(&args, &mut out),
+        Command::Run(args) => run(&args, &mut out),
     }
     .and_then(|()| out.flush().context("cannot write the output"));
     match result {
@@ -140,6 +206,109 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<()> {
         }
         write!(out, "}}")?;
     }
+    writeln!(out, "}}")?;
+    Ok(())
+}
+
+/// `quargo cut`.
+pub fn cut(args: &CutArgs, out: &mut impl Write) -> Result<()> {
+    let circuit = qasm::parse_file(&args.file)?;
+    let mut options = FindOptions::new(args.max_qubits);
+    options.max_cuts = args.max_cuts;
+    let started = std::time::Instant::now();
+    let plan = find_cuts(&circuit, options)?;
+    let k = plan.cuts.len() as u32;
+    let report = serde_json::json!({
+        "num_qubits": plan.num_qubits,
+        "max_qubits": args.max_qubits,
+        "cuts": plan.cuts,
+        "fragments": FragmentSummary::of(&plan),
+        "variants": plan.num_variants() as f64,
+        "variants_without_dedup": (2.0 * 8f64.powi(k as i32)) * (k > 0) as u8 as f64,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    serde_json::to_writer(&mut *out, &report)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `quargo run`.
+pub fn run(args: &RunArgs, out: &mut impl Write) -> Result<()> {
+    let circuit = qasm::parse_file(&args.file)?;
+    let observables = args
+        .observables
+        .iter()
+        .map(|s| {
+            Ok((
+                s.clone(),
+                s.parse::<Observable>()
+                    .with_context(|| format!("bad observable '{s}'"))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let options = RunOptions {
+        max_qubits: args.max_qubits,
+        max_cuts: args.max_cuts,
+        shots: args.shots,
+        seed,
+        allocation: args.allocation,
+        observables,
+        probabilities: !args.no_probabilities,
+        project: args.project,
+    };
+    let sim = Simulator::new().with_threads(args.threads)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} simulating variants {pos}/{len} [{elapsed}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let result = pipeline::run(&circuit, &options, &sim, &progress);
+    bar.finish_and_clear();
+    let output = result?;
+    let n = output.num_qubits;
+    write!(out, "{{\"num_qubits\":{n}")?;
+    if args.shots.is_some() {
+        write!(
+            out,
+            ",\"shots\":{},\"seed\":{seed}",
+            args.shots.unwrap_or(0)
+        )?;
+    }
+    if let Some(p) = &output.probabilities {
+        write!(out, ",\"probabilities\":{{")?;
+        let shown = p.iter().enumerate().filter(|(_, v)| v.abs() > 1e-12);
+        write_map(out, shown.map(|(i, v)| (i, Number::F(*v))), n)?;
+        write!(out, "}}")?;
+        if let Some(se) = &output.stderr {
+            write!(out, ",\"stderr\":{{")?;
+            let shown = p.iter().enumerate().filter(|(_, v)| v.abs() > 1e-12);
+            write_map(out, shown.map(|(i, _)| (i, Number::F(se[i]))), n)?;
+            write!(out, "}}")?;
+        }
+    }
+    if !output.expectations.is_empty() {
+        write!(out, ",\"expectation\":{{")?;
+        for (k, (text, value, stderr)) in output.expectations.iter().enumerate() {
+            let sep = if k == 0 { "" } else { "," };
+            let key = serde_json::to_string(text)?;
+            let se = stderr.map_or("null".to_string(), json_f64);
+            write!(
+                out,
+                "{sep}{key}:{{\"value\":{},\"stderr\":{se}}}",
+                json_f64(*value)
+            )?;
+        }
+        write!(out, "}}")?;
+    }
+    write!(out, ",\"report\":")?;
+    serde_json::to_writer(&mut *out, &output.report)?;
     writeln!(out, "}}")?;
     Ok(())
 }

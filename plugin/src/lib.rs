@@ -1,9 +1,11 @@
 //! quargo: hybrid quantum-classical workflows. This crate holds the science (circuit model, OpenQASM
-//! import, simulation) and, above it, the command line. Dependencies point one way: `circuit` knows
+//! import, simulation, wire cutting) and, above it, the local pipeline and the command line. Dependencies point one way: `circuit` knows
 //! nothing of `qasm` or `sim`, and none of the science knows about the CLI.
 
 pub mod circuit;
 pub mod cli;
+pub mod cut;
 pub mod pauli;
+pub mod pipeline;
 pub mod qasm;
 pub mod sim;

@@ -102,6 +102,82 @@ impl PauliString {
     }
 }
 
+/// A real-weighted sum of Pauli strings, written `ZZI`, `0.5*ZZI + 0.5*XXI` or `-ZIZ + 2*IYY`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observable {
+    pub terms: Vec<(f64, PauliString)>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ObservableError {
+    #[error("bad coefficient '{0}' in observable")]
+    Coefficient(String),
+    #[error("observable '{text}': {source}")]
+    Pauli { text: String, source: PauliError },
+    #[error("observable terms have different lengths ({0} and {1})")]
+    Mixed(usize, usize),
+}
+
+impl FromStr for Observable {
+    type Err = ObservableError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        // Split on + and - that start a term (not those inside an exponent such as 1e-3).
+        let mut terms_text = Vec::new();
+        let mut start = 0;
+        let bytes = compact.as_bytes();
+        for i in 1..bytes.len() {
+            let sign = bytes[i] == b'+' || bytes[i] == b'-';
+            let in_exponent =
+                matches!(bytes[i - 1], b'e' | b'E') && i >= 2 && bytes[i - 2].is_ascii_digit();
+            if sign && !in_exponent {
+                terms_text.push(&compact[start..i]);
+                start = i;
+            }
+        }
+        terms_text.push(&compact[start..]);
+        let mut terms = Vec::new();
+        for t in terms_text {
+            let (sign, body) = match t.strip_prefix('-') {
+                Some(rest) => (-1.0, rest),
+                None => (1.0, t.strip_prefix('+').unwrap_or(t)),
+            };
+            let (coeff, pauli) = match body.rsplit_once('*') {
+                Some((c, p)) => (
+                    c.parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| ObservableError::Coefficient(c.to_string()))?,
+                    p,
+                ),
+                None => (1.0, body),
+            };
+            let pauli: PauliString = pauli.parse().map_err(|source| ObservableError::Pauli {
+                text: s.to_string(),
+                source,
+            })?;
+            if let Some((_, first)) = terms.first() {
+                let first: &PauliString = first;
+                if first.num_qubits() != pauli.num_qubits() {
+                    return Err(ObservableError::Mixed(
+                        first.num_qubits(),
+                        pauli.num_qubits(),
+                    ));
+                }
+            }
+            terms.push((sign * coeff, pauli));
+        }
+        Ok(Observable { terms })
+    }
+}
+
+impl Observable {
+    pub fn num_qubits(&self) -> usize {
+        self.terms.first().map_or(0, |(_, p)| p.num_qubits())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +192,15 @@ mod tests {
         assert_eq!("Y".parse::<PauliString>().unwrap().masks(), (1, 1, 1));
         assert_eq!("XQ".parse::<PauliString>(), Err(PauliError::BadLetter('Q')));
         assert!(p.check_width(2).is_err());
+    }
+
+    #[test]
+    fn parses_weighted_sums() {
+        let o: Observable = "0.5*ZZI - XIX + 1e-3*YYY".parse().unwrap();
+        let coeffs: Vec<f64> = o.terms.iter().map(|t| t.0).collect();
+        assert_eq!(coeffs, vec![0.5, -1.0, 1e-3]);
+        assert_eq!(o.terms[1].1.to_string(), "XIX");
+        assert!("ZZ + X".parse::<Observable>().is_err());
+        assert!("abc*ZZ".parse::<Observable>().is_err());
     }
 }

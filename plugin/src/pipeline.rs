@@ -1,0 +1,427 @@
+//! The local pipeline: cut -> simulate every fragment variant (in parallel) -> reconstruct, in one
+//! process. The Argo steps run the same pieces one by one; this is `quargo run`.
+
+use crate::circuit::{Circuit, CircuitError};
+use crate::cut::{
+    distribution, distribution_stderr, expectation_terms, find_cuts, fragment_variants,
+    project_to_simplex, Basis, CutPlan, FindError, FindOptions, FragmentResults, WireCut,
+};
+use crate::pauli::Observable;
+use crate::sim::{sample_distribution, SimError, Simulator};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Instant;
+use thiserror::Error;
+
+/// Most fragment variants one run may ask for.
+pub const MAX_VARIANTS: u128 = 1 << 20;
+/// Most `4^k 2^n` terms a full-distribution reconstruction may cost.
+const MAX_RECONSTRUCTION_TERMS: u128 = 1 << 40;
+/// Per-outcome standard errors cost another `4^k 2^n` times the fragment count; above this they are
+/// skipped (and the report says so).
+const MAX_STDERR_TERMS: u128 = 1 << 30;
+
+/// How sampled shots are spread over the variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// The same number of shots for every variant.
+    Uniform,
+    /// Shots in proportion to each variant's weight in the estimator (same total).
+    Weighted,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub max_qubits: usize,
+    pub max_cuts: Option<usize>,
+    /// Shots per variant (on average, with weighted allocation); `None` for exact probabilities.
+    pub shots: Option<u64>,
+    pub seed: u64,
+    pub allocation: Allocation,
+    /// Observables with the text they were given as.
+    pub observables: Vec<(String, Observable)>,
+    /// Reconstruct the full distribution (costs `O(4^k 2^n)` time and `8 * 2^n` bytes).
+    pub probabilities: bool,
+    /// Project the reconstructed distribution onto the nearest probability distribution.
+    pub project: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Find(#[from] FindError),
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error(transparent)]
+    Circuit(#[from] CircuitError),
+    #[error("observable '{text}' has {got} qubits but the circuit has {expected}")]
+    ObservableWidth {
+        text: String,
+        got: usize,
+        expected: usize,
+    },
+    #[error("the cut plan needs {variants} fragment variants ({cuts} cuts), more than the limit of {limit}; allow wider fragments (--max-qubits)")]
+    TooManyVariants {
+        variants: u128,
+        cuts: usize,
+        limit: u128,
+    },
+    #[error("the full distribution over {num_qubits} qubits with {cuts} cuts costs 4^{cuts} * 2^{num_qubits} terms and {bytes} bytes, too much for this machine; ask for expectation values instead (--observable ... --no-probabilities)")]
+    DistributionTooLarge {
+        num_qubits: usize,
+        cuts: usize,
+        bytes: u128,
+    },
+}
+
+/// What one fragment of the plan looks like, for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct FragmentSummary {
+    /// Original qubit of each fragment qubit, in local order.
+    pub qubits: Vec<usize>,
+    pub width: usize,
+    pub gates: usize,
+    pub prepared_cuts: Vec<usize>,
+    pub measured_cuts: Vec<usize>,
+    pub variants: u128,
+}
+
+impl FragmentSummary {
+    pub fn of(plan: &CutPlan) -> Vec<FragmentSummary> {
+        plan.fragments
+            .iter()
+            .map(|f| FragmentSummary {
+                qubits: f.segments.iter().map(|s| s.qubit).collect(),
+                width: f.width(),
+                gates: f.gates.len(),
+                prepared_cuts: f.prepared_cuts(),
+                measured_cuts: f.measured_cuts(),
+                variants: f.num_variants(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageSeconds {
+    pub cut: f64,
+    pub simulate: f64,
+    pub reconstruct: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub cuts: Vec<WireCut>,
+    pub fragments: Vec<FragmentSummary>,
+    /// Fragment variants the estimator uses, over all readout settings.
+    pub variants: usize,
+    /// Distinct circuits simulated (variants shared between settings run once).
+    pub circuits_simulated: usize,
+    /// Shots drawn in all, when sampling.
+    pub shots_total: Option<u64>,
+    pub seconds: StageSeconds,
+    /// Things the user should know (skipped error bars, ...).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub num_qubits: usize,
+    pub probabilities: Option<Vec<f64>>,
+    pub stderr: Option<Vec<f64>>,
+    /// (text, value, standard error) per observable, in the order asked.
+    pub expectations: Vec<(String, f64, Option<f64>)>,
+    pub report: RunReport,
+}
+
+/// Readout basis per original qubit (Z for I and Z letters).
+type Setting = Vec<Basis>;
+
+fn setting_of(pauli: &crate::pauli::PauliString) -> Setting {
+    (0..pauli.num_qubits())
+        .map(|q| match pauli.letter(q) {
+            b'X' => Basis::X,
+            b'Y' => Basis::Y,
+            _ => Basis::Z,
+        })
+        .collect()
+}
+
+fn pauli_mask(pauli: &crate::pauli::PauliString) -> usize {
+    (0..pauli.num_qubits())
+        .filter(|&q| pauli.letter(q) != b'I')
+        .map(|q| 1usize << q)
+        .sum()
+}
+
+/// Weight of a variant in the estimator: how many label terms use it, times |coefficient|.
+fn variant_weight(key: &crate::cut::VariantKey) -> f64 {
+    let prep: f64 = key
+        .preps
+        .iter()
+        .map(|p| match p {
+            crate::cut::Prep::Zero | crate::cut::Prep::One => 4.0,
+            _ => 2.0,
+        })
+        .product();
+    let meas: f64 = key
+        .cut_bases
+        .iter()
+        .map(|b| if *b == Basis::Z { 2.0 } else { 1.0 })
+        .product();
+    prep * meas
+}
+
+fn derive_seed(seed: u64, setting: usize, id: &str) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&seed.to_le_bytes());
+    h.update(&(setting as u64).to_le_bytes());
+    h.update(id.as_bytes());
+    let bytes = h.finalize();
+    u64::from_le_bytes(bytes.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// Runs the whole pipeline. `progress(done, total)` is called as variants finish.
+pub fn run(
+    circuit: &Circuit,
+    options: &RunOptions,
+    sim: &Simulator,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<RunOutput, RunError> {
+    let n = circuit.num_qubits();
+    for (text, obs) in &options.observables {
+        if obs.num_qubits() != n {
+            return Err(RunError::ObservableWidth {
+                text: text.clone(),
+                got: obs.num_qubits(),
+                expected: n,
+            });
+        }
+    }
+    let started = Instant::now();
+    let mut find = FindOptions::new(options.max_qubits);
+    find.max_cuts = options.max_cuts;
+    let plan = find_cuts(circuit, find)?;
+    let mut seconds = StageSeconds {
+        cut: started.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    let k = plan.cuts.len();
+    if plan.num_variants() > MAX_VARIANTS {
+        return Err(RunError::TooManyVariants {
+            variants: plan.num_variants(),
+            cuts: k,
+            limit: MAX_VARIANTS,
+        });
+    }
+    if options.probabilities {
+        let terms = 4u128.pow(k as u32) << n.min(100);
+        let bytes = 8u128 << n.min(100);
+        sim.check_memory(n.saturating_sub(1))
+            .map_err(|_| RunError::DistributionTooLarge {
+                num_qubits: n,
+                cuts: k,
+                bytes,
+            })?;
+        if terms > MAX_RECONSTRUCTION_TERMS {
+            return Err(RunError::DistributionTooLarge {
+                num_qubits: n,
+                cuts: k,
+                bytes,
+            });
+        }
+    }
+    for f in &plan.fragments {
+        sim.check_memory(f.width())?;
+    }
+
+    // Readout settings: all-Z for the distribution, and one per basis pattern of the observables.
+    let mut settings: Vec<Setting> = Vec::new();
+    let setting_index =
+        |s: Setting, settings: &mut Vec<Setting>| match settings.iter().position(|x| *x == s) {
+            Some(i) => i,
+            None => {
+                settings.push(s);
+                settings.len() - 1
+            }
+        };
+    let z_setting = options
+        .probabilities
+        .then(|| setting_index(vec![Basis::Z; n], &mut settings));
+    // Per observable: (setting index, coefficient, mask) per term.
+    let observable_terms: Vec<Vec<(usize, f64, usize)>> = options
+        .observables
+        .iter()
+        .map(|(_, obs)| {
+            obs.terms
+                .iter()
+                .map(|(c, p)| {
+                    (
+                        setting_index(setting_of(p), &mut settings),
+                        *c,
+                        pauli_mask(p),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+
+    // Variants per (setting, fragment), in reconstruction order.
+    let mut work: Vec<Vec<Vec<crate::cut::Variant>>> = Vec::with_capacity(settings.len());
+    for setting in &settings {
+        let per_fragment = (0..plan.fragments.len())
+            .map(|f| {
+                let outputs: Vec<Basis> = plan.fragments[f]
+                    .output_qubits()
+                    .iter()
+                    .map(|&(_, q)| setting[q])
+                    .collect();
+                fragment_variants(circuit, &plan, f, &outputs)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        work.push(per_fragment);
+    }
+    let mut unique: HashMap<&str, &Circuit> = HashMap::new();
+    for v in work.iter().flatten().flatten() {
+        unique.entry(v.id.as_str()).or_insert(&v.circuit);
+    }
+    let unique: Vec<(&str, &Circuit)> = {
+        let mut u: Vec<_> = unique.into_iter().collect();
+        u.sort_unstable_by_key(|(id, _)| *id);
+        u
+    };
+    let total = unique.len() as u64;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let sim_started = Instant::now();
+    let simulated: Vec<Result<(String, Vec<f64>), SimError>> = sim.install(|| {
+        unique
+            .par_iter()
+            .map(|(id, c)| {
+                let state = sim.run(c)?;
+                let probs = state.probabilities().to_vec();
+                let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress(d, total);
+                Ok((id.to_string(), probs))
+            })
+            .collect()
+    });
+    let probs_of: HashMap<String, Vec<f64>> = simulated.into_iter().collect::<Result<_, _>>()?;
+
+    // Fragment results per setting: exact, or sampled with the chosen allocation.
+    let mut shots_total = 0u64;
+    let results: Vec<Vec<FragmentResults>> = work
+        .iter()
+        .enumerate()
+        .map(|(si, per_fragment)| {
+            let all: Vec<&crate::cut::Variant> = per_fragment.iter().flatten().collect();
+            let weight_sum: f64 = all.iter().map(|v| variant_weight(&v.key)).sum();
+            per_fragment
+                .iter()
+                .map(|variants| match options.shots {
+                    None => FragmentResults {
+                        probs: variants.iter().map(|v| probs_of[&v.id].clone()).collect(),
+                        shots: None,
+                    },
+                    Some(shots) => {
+                        let budget = shots as f64 * all.len() as f64;
+                        let mut probs = Vec::with_capacity(variants.len());
+                        let mut used = Vec::with_capacity(variants.len());
+                        for v in variants {
+                            let n_v = match options.allocation {
+                                Allocation::Uniform => shots,
+                                Allocation::Weighted => {
+                                    ((budget * variant_weight(&v.key) / weight_sum).round() as u64)
+                                        .max(1)
+                                }
+                            };
+                            let seed = derive_seed(options.seed, si, &v.id);
+                            let exact = &probs_of[&v.id];
+                            let counts = sample_distribution(exact, n_v, seed);
+                            let mut estimate = vec![0.0; exact.len()];
+                            for (i, c) in counts {
+                                estimate[i] = c as f64 / n_v as f64;
+                            }
+                            shots_total += n_v;
+                            probs.push(estimate);
+                            used.push(n_v);
+                        }
+                        FragmentResults {
+                            probs,
+                            shots: Some(used),
+                        }
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    seconds.simulate = sim_started.elapsed().as_secs_f64();
+
+    let rec_started = Instant::now();
+    let mut notes = Vec::new();
+    let (mut probabilities, mut stderr) = (None, None);
+    if let Some(z) = z_setting {
+        let mut p = sim.install(|| distribution(&plan, &results[z]));
+        if options.shots.is_some() {
+            let cost = (4u128.pow(k as u32) << n) * plan.fragments.len() as u128;
+            if cost <= MAX_STDERR_TERMS {
+                stderr = Some(sim.install(|| distribution_stderr(&plan, &results[z])));
+            } else {
+                notes.push(format!(
+                    "per-outcome standard errors skipped: they would cost {cost} terms; expectation values carry theirs"
+                ));
+            }
+        }
+        if options.project {
+            p = project_to_simplex(&p);
+        }
+        probabilities = Some(p);
+    }
+    let mut expectations = Vec::with_capacity(options.observables.len());
+    for ((text, _), terms) in options.observables.iter().zip(&observable_terms) {
+        let mut value = 0.0;
+        let mut variance = Some(0.0);
+        for (si, _) in settings.iter().enumerate() {
+            let group: Vec<(f64, usize)> = terms
+                .iter()
+                .filter(|t| t.0 == si)
+                .map(|&(_, c, m)| (c, m))
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let (values, se) = expectation_terms(&plan, &results[si], &group);
+            value += group
+                .iter()
+                .zip(&values)
+                .map(|((c, _), v)| c * v)
+                .sum::<f64>();
+            // Settings are sampled independently, so their variances add.
+            variance = match (variance, se) {
+                (Some(acc), Some(s)) => Some(acc + s * s),
+                _ => None,
+            };
+        }
+        let stderr = options.shots.and(variance.map(f64::sqrt));
+        expectations.push((text.clone(), value, stderr));
+    }
+    seconds.reconstruct = rec_started.elapsed().as_secs_f64();
+
+    let variants = work.iter().flatten().map(Vec::len).sum();
+    Ok(RunOutput {
+        num_qubits: n,
+        probabilities,
+        stderr,
+        expectations,
+        report: RunReport {
+            cuts: plan.cuts.clone(),
+            fragments: FragmentSummary::of(&plan),
+            variants,
+            circuits_simulated: unique.len(),
+            shots_total: options.shots.map(|_| shots_total),
+            seconds,
+            notes,
+        },
+    })
+}
