@@ -5,7 +5,7 @@ VENV := bench/.venv
 PY := $(VENV)/bin/python
 THREADS ?= $(shell nproc)
 
-.PHONY: demo test build check-tools lint fuzz bench bench-sim clean
+.PHONY: demo test build check-tools lint fuzz bench bench-sim bench-cut clean
 
 demo: check-tools build
 	@echo "== quargo simulate examples/bell.qasm"
@@ -14,6 +14,10 @@ demo: check-tools build
 	$(BIN) simulate examples/ghz.qasm --shots 1000 --seed 7
 	@echo "== quargo simulate examples/qaoa_ring8.qasm --shots 2000 --seed 1 --observable ZZIIIIII"
 	$(BIN) simulate examples/qaoa_ring8.qasm --shots 2000 --seed 1 --observable ZZIIIIII | head -c 600; echo
+	@echo "== quargo cut examples/two_blocks.qasm --max-qubits 4"
+	$(BIN) cut examples/two_blocks.qasm --max-qubits 4
+	@echo "== quargo run examples/two_blocks.qasm --max-qubits 4 --shots 4000 --seed 1 --observable ZZZZZZZ"
+	$(BIN) run examples/two_blocks.qasm --max-qubits 4 --shots 4000 --seed 1 --observable ZZZZZZZ --no-probabilities
 
 check-tools:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install Rust (https://rustup.rs) first"; exit 1; }
@@ -44,7 +48,13 @@ bench-sim: $(VENV)/.ready
 	$(CARGO) bench --locked --no-run --bench sim_peer
 	$(PY) bench/sim_vs_aer.py --threads $(THREADS) --reps 3
 
-bench: bench-sim
+# quargo's cut -> simulate -> reconstruct vs qiskit-addon-cutting (see bench/cut_vs_addon.py),
+# then the cut finder on 64 qubits / 1,000 gates.
+bench-cut: $(VENV)/.ready build
+	$(CARGO) bench --locked --bench cut_finder
+	$(PY) bench/cut_vs_addon.py
+
+bench: bench-sim bench-cut
 
 clean:
 	$(CARGO) clean

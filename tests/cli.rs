@@ -254,3 +254,34 @@ fn sampled_run_reports_error_bars() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has 2 qubits but the circuit has 7"));
 }
+
+#[test]
+fn wide_distributions_are_refused_and_expectations_offered() {
+    // Two 18-qubit blocks sharing one wire: 35 qubits, two 18-qubit fragments after one cut.
+    let mut src = String::from("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[35];\n");
+    for q in 0..17 {
+        src += &format!("ry(0.{}) q[{q}];\ncx q[{q}], q[{}];\n", q % 9 + 1, q + 1);
+    }
+    for q in 17..34 {
+        src += &format!("rx(0.{}) q[{q}];\ncx q[{q}], q[{}];\n", q % 9 + 1, q + 1);
+    }
+    let path = temp_qasm("wide.qasm", &src);
+    let out = quargo(&["run", path.to_str().unwrap(), "--max-qubits", "18"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--no-probabilities"), "{err}");
+    let z = "Z".repeat(35);
+    let v = json(&quargo(&[
+        "run",
+        path.to_str().unwrap(),
+        "--max-qubits",
+        "18",
+        "--no-probabilities",
+        "--observable",
+        &z,
+    ]));
+    assert_eq!(v["report"]["cuts"].as_array().unwrap().len(), 1);
+    let value = v["expectation"][z.as_str()]["value"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&value));
+    assert!(v.get("probabilities").is_none());
+}

@@ -139,10 +139,13 @@ fn search(circuit: &Circuit, m: usize, seed: u64) -> CutPlan {
                 best = Some((key.0, key.1, plan));
             }
         }
-        if best.is_some() || fragments >= min_fragments + 2 {
-            extra_after_feasible -= best.is_some() as usize;
-        }
-        fragments += 1;
+        extra_after_feasible -= best.is_some() as usize;
+        // Beyond the first few counts, double: a feasible count is found in O(log gates) steps.
+        fragments = if fragments < min_fragments + 2 {
+            fragments + 1
+        } else {
+            fragments * 2
+        };
     }
     match best {
         Some((_, _, plan)) => plan,
@@ -320,6 +323,9 @@ impl Problem {
         dcuts
     }
 
+    /// Anneals `cuts + penalty * overflow`, the penalty rising from 1 to more than any cut count,
+    /// so the search may cross infeasible ground early and must end feasible. Returns the feasible
+    /// assignment with the fewest cuts seen, or the least overflowing one if none was.
     fn anneal(
         &self,
         mut a: Vec<usize>,
@@ -330,18 +336,22 @@ impl Problem {
         if self.gates.is_empty() {
             return a;
         }
-        const PENALTY: f64 = 3.0;
         let mut widths = self.widths(&a, fragments);
-        let over = |w: usize| w.saturating_sub(m) as f64;
-        let mut cost =
-            self.cut_count(&a) as f64 + PENALTY * widths.iter().map(|&w| over(w)).sum::<f64>();
-        let mut best = (cost, a.clone());
+        let over = |w: usize| w.saturating_sub(m) as isize;
+        let mut cuts = self.cut_count(&a) as isize;
+        let mut overflow: isize = widths.iter().map(|&w| over(w)).sum();
+        let mut best_feasible: Option<(isize, Vec<usize>)> =
+            (overflow == 0).then(|| (cuts, a.clone()));
+        let mut least_overflow = (overflow, cuts, a.clone());
         let iterations = (300 * self.gates.len()).clamp(20_000, 600_000);
+        let final_penalty = 2.0 * (2 * self.gates.len() + 1) as f64;
         let (t_start, t_end) = (2.0f64, 0.02f64);
         let mut dw = Vec::with_capacity(8);
         let mut candidates = Vec::with_capacity(8);
         for it in 0..iterations {
-            let t = t_start * (t_end / t_start).powf(it as f64 / iterations as f64);
+            let progress = it as f64 / iterations as f64;
+            let t = t_start * (t_end / t_start).powf(progress);
+            let penalty = 1.0 + (final_penalty - 1.0) * progress;
             let g = rng.random_range(0..self.gates.len());
             // Only fragments next to the gate on one of its wires can save a cut; an occasional
             // random fragment lets the search leave a dead end.
@@ -362,23 +372,30 @@ impl Problem {
                 continue;
             }
             let dcuts = self.delta(&a, g, to, &mut dw);
-            let dover: f64 = dw
+            let dover: isize = dw
                 .iter()
                 .map(|&(f, d)| over((widths[f] as isize + d) as usize) - over(widths[f]))
                 .sum();
-            let dcost = dcuts as f64 + PENALTY * dover;
+            let dcost = dcuts as f64 + penalty * dover as f64;
             if dcost <= 0.0 || rng.random::<f64>() < (-dcost / t).exp() {
                 a[g] = to;
                 for &(f, d) in &dw {
                     widths[f] = (widths[f] as isize + d) as usize;
                 }
-                cost += dcost;
-                if cost < best.0 - 1e-9 {
-                    best = (cost, a.clone());
+                cuts += dcuts;
+                overflow += dover;
+                if overflow == 0 && best_feasible.as_ref().is_none_or(|(c, _)| cuts < *c) {
+                    best_feasible = Some((cuts, a.clone()));
+                }
+                if (overflow, cuts) < (least_overflow.0, least_overflow.1) {
+                    least_overflow = (overflow, cuts, a.clone());
                 }
             }
         }
-        best.1
+        match best_feasible {
+            Some((_, assignment)) => assignment,
+            None => least_overflow.2,
+        }
     }
 }
 

@@ -300,13 +300,30 @@ impl RealPartTimesIPower for C64 {
 }
 
 /// Samples indices from a (nearly) normalised distribution; negative entries count as zero.
+///
+/// Two exact multinomial samplers, picked by cost: with few shots, sorted uniforms swept once
+/// through the cumulative distribution (`O(2^n + shots log shots)`); with many, a chain of
+/// conditional binomials (`O(2^n)` whatever the shot count). Both are seeded (ChaCha8).
 pub fn sample_distribution(probs: &[f64], shots: u64, seed: u64) -> BTreeMap<usize, u64> {
-    let mut counts = BTreeMap::new();
     let total: f64 = probs.iter().map(|p| p.max(0.0)).sum();
     if shots == 0 || total <= 0.0 {
-        return counts;
+        return BTreeMap::new();
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    if shots as usize > probs.len() / 4 {
+        sample_by_binomials(probs, shots, total, &mut rng)
+    } else {
+        sample_by_sorted_uniforms(probs, shots, total, &mut rng)
+    }
+}
+
+fn sample_by_sorted_uniforms(
+    probs: &[f64],
+    shots: u64,
+    total: f64,
+    rng: &mut impl Rng,
+) -> BTreeMap<usize, u64> {
+    let mut counts = BTreeMap::new();
     let mut draws: Vec<f64> = (0..shots).map(|_| rng.random::<f64>() * total).collect();
     draws.sort_unstable_by(f64::total_cmp);
     let mut cumulative = 0.0;
@@ -324,6 +341,40 @@ pub fn sample_distribution(probs: &[f64], shots: u64, seed: u64) -> BTreeMap<usi
         if next == draws.len() {
             break;
         }
+    }
+    counts
+}
+
+fn sample_by_binomials(
+    probs: &[f64],
+    shots: u64,
+    total: f64,
+    rng: &mut impl Rng,
+) -> BTreeMap<usize, u64> {
+    let mut counts = BTreeMap::new();
+    let (mut shots_left, mut mass_left) = (shots, total);
+    let last_nonzero = probs.iter().rposition(|&p| p > 0.0).unwrap_or(0);
+    for (i, &p) in probs.iter().enumerate() {
+        if shots_left == 0 {
+            break;
+        }
+        let p = p.max(0.0);
+        if p == 0.0 {
+            continue;
+        }
+        let c = if i == last_nonzero || p >= mass_left {
+            shots_left
+        } else {
+            let conditional = (p / mass_left).clamp(0.0, 1.0);
+            rand_distr::Binomial::new(shots_left, conditional)
+                .map(|b| rng.sample(b))
+                .unwrap_or(0)
+        };
+        if c > 0 {
+            counts.insert(i, c);
+        }
+        shots_left -= c;
+        mass_left -= p;
     }
     counts
 }

@@ -434,6 +434,8 @@ fn sampled_counts_pass_a_chi_square_test() {
     let circuit = random_circuit(4, 30, &mut rng);
     let state = Simulator::new().run(&circuit).unwrap();
     let probs = state.probabilities();
+    // 16 outcomes: 200,000 shots take the binomial path, 3 shots the sorted-uniform path.
+    assert!(state.sample(3, 9).values().sum::<u64>() == 3);
     let shots = 200_000u64;
     for seed in [1u64, 2, 3] {
         let counts = state.sample(shots, seed);
@@ -456,5 +458,28 @@ fn sampled_counts_pass_a_chi_square_test() {
             "seed {seed}: chi2 = {chi2} over {} dof",
             dof - 1
         );
+    }
+}
+
+#[test]
+fn few_shots_on_a_wide_state_pass_a_chi_square_test() {
+    // 12 qubits, 1,000 shots: the sorted-uniform sampler. Two outcomes with cos^2 and sin^2 of 0.6.
+    let mut circuit = Circuit::new(12);
+    circuit.push(Gate::Ry(1.2), &[0]).unwrap();
+    for q in 1..12 {
+        circuit.push(Gate::Cx, &[q - 1, q]).unwrap();
+    }
+    let state = Simulator::new().run(&circuit).unwrap();
+    let p0 = 0.6f64.cos().powi(2);
+    for seed in [4u64, 5, 6] {
+        let counts = state.sample(1000, seed);
+        assert_eq!(counts.len(), 2);
+        let zeros = counts[&0] as f64;
+        let ones = counts[&4095] as f64;
+        assert_eq!(zeros + ones, 1000.0);
+        let chi2 = (zeros - 1000.0 * p0).powi(2) / (1000.0 * p0)
+            + (ones - 1000.0 * (1.0 - p0)).powi(2) / (1000.0 * (1.0 - p0));
+        // 99.9th percentile of chi-square with 1 degree of freedom.
+        assert!(chi2 < 10.83, "seed {seed}: chi2 = {chi2}");
     }
 }
