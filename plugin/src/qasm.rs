@@ -957,29 +957,30 @@ impl<'a> Parser<'a> {
     }
 
     fn expr(&mut self, params: &[String], depth: usize) -> Result<Expr, ParseError> {
-        let mut lhs = self.term(params, depth)?;
-        while let Tok::Sym(s @ ("+" | "-")) = *self.peek() {
-            self.next();
-            let rhs = self.term(params, depth)?;
-            lhs = Expr::Bin(
-                s.chars().next().unwrap_or('+'),
-                Box::new(lhs),
-                Box::new(rhs),
-            );
-        }
-        Ok(lhs)
+        self.left_associative(params, depth, ["+", "-"], Self::term)
     }
 
     fn term(&mut self, params: &[String], depth: usize) -> Result<Expr, ParseError> {
-        let mut lhs = self.unary(params, depth)?;
-        while let Tok::Sym(s @ ("*" | "/")) = *self.peek() {
+        self.left_associative(params, depth, ["*", "/"], Self::unary)
+    }
+
+    /// `operand (op operand)*` for one precedence level, folded to the left.
+    fn left_associative(
+        &mut self,
+        params: &[String],
+        depth: usize,
+        ops: [&str; 2],
+        operand: fn(&mut Self, &[String], usize) -> Result<Expr, ParseError>,
+    ) -> Result<Expr, ParseError> {
+        let mut lhs = operand(self, params, depth)?;
+        while let Tok::Sym(s) = *self.peek() {
+            if !ops.contains(&s) {
+                break;
+            }
             self.next();
-            let rhs = self.unary(params, depth)?;
-            lhs = Expr::Bin(
-                s.chars().next().unwrap_or('*'),
-                Box::new(lhs),
-                Box::new(rhs),
-            );
+            let rhs = operand(self, params, depth)?;
+            let op = s.chars().next().unwrap_or('+');
+            lhs = Expr::Bin(op, Box::new(lhs), Box::new(rhs));
         }
         Ok(lhs)
     }

@@ -187,34 +187,81 @@ fn fragment_labels(layouts: &[Layout], cut_labels: &[usize]) -> Vec<(usize, usiz
         .collect()
 }
 
+/// Everything the sums over cut labels need: each fragment's layout and tensor, and for every one
+/// of the `4^k` label assignments the (K, L) index of every fragment.
+struct Contraction {
+    layouts: Vec<Layout>,
+    tensors: Vec<Vec<f64>>,
+    assignments: Vec<Vec<(usize, usize)>>,
+    scale: f64,
+}
+
+impl Contraction {
+    fn new(plan: &CutPlan, results: &[FragmentResults]) -> Self {
+        let layouts: Vec<Layout> = (0..plan.fragments.len())
+            .map(|f| Layout::of(plan, f))
+            .collect();
+        let tensors = layouts
+            .iter()
+            .zip(results)
+            .map(|(l, r)| fragment_tensor(l, r))
+            .collect();
+        let k = plan.cuts.len();
+        let assignments = (0..4usize.pow(k as u32))
+            .map(|a| fragment_labels(&layouts, &digits(a, 4, k)))
+            .collect();
+        Self {
+            layouts,
+            tensors,
+            assignments,
+            scale: 0.5f64.powi(k as i32),
+        }
+    }
+
+    /// Row `T_f[K, L](.)` of fragment `f`.
+    fn row(&self, f: usize, (k, l): (usize, usize)) -> &[f64] {
+        let lay = &self.layouts[f];
+        let ny = 1usize << lay.outputs.len();
+        let at = (k * lay.labels_out() + l) * ny;
+        &self.tensors[f][at..at + ny]
+    }
+
+    /// `sum_labels scale * prod_f e_f[K_f, L_f]` for per-fragment scalars `e_f` (indexed
+    /// `K * labels_out + L`), and its gradient with respect to every `e_f`.
+    fn sum_of_products(
+        &self,
+        scalars: impl Fn(usize, (usize, usize)) -> f64,
+    ) -> (f64, Vec<Vec<f64>>) {
+        let nf = self.layouts.len();
+        let mut value = 0.0;
+        let mut grad: Vec<Vec<f64>> = self
+            .layouts
+            .iter()
+            .map(|l| vec![0.0; l.labels_in() * l.labels_out()])
+            .collect();
+        let mut factors = vec![0.0; nf];
+        for fl in &self.assignments {
+            for f in 0..nf {
+                factors[f] = scalars(f, fl[f]);
+            }
+            value += self.scale * factors.iter().product::<f64>();
+            for f in 0..nf {
+                let others: f64 = (0..nf).filter(|&g| g != f).map(|g| factors[g]).product();
+                grad[f][fl[f].0 * self.layouts[f].labels_out() + fl[f].1] += self.scale * others;
+            }
+        }
+        (value, grad)
+    }
+}
+
 /// The full probability distribution over the original qubits (index as in the simulator).
 pub fn distribution(plan: &CutPlan, results: &[FragmentResults]) -> Vec<f64> {
-    let layouts: Vec<Layout> = (0..plan.fragments.len())
-        .map(|f| Layout::of(plan, f))
-        .collect();
-    let tensors: Vec<Vec<f64>> = layouts
-        .iter()
-        .zip(results)
-        .map(|(l, r)| fragment_tensor(l, r))
-        .collect();
-    let out_maps: Vec<Vec<usize>> = layouts.iter().map(output_map).collect();
-    let k = plan.cuts.len();
-    let scale = 0.5f64.powi(k as i32);
+    let c = Contraction::new(plan, results);
+    let out_maps: Vec<Vec<usize>> = c.layouts.iter().map(output_map).collect();
     let mut p = vec![0.0; 1usize << plan.num_qubits];
-    for assignment in 0..4usize.pow(k as u32) {
-        let labels = digits(assignment, 4, k);
-        let fl = fragment_labels(&layouts, &labels);
-        let slices: Vec<&[f64]> = layouts
-            .iter()
-            .zip(&tensors)
-            .zip(&fl)
-            .map(|((lay, t), &(kk, ll))| {
-                let ny = 1usize << lay.outputs.len();
-                let at = (kk * lay.labels_out() + ll) * ny;
-                &t[at..at + ny]
-            })
-            .collect();
-        scatter_product(&slices, &out_maps, 0, 0, scale, &mut p);
+    for fl in &c.assignments {
+        let slices: Vec<&[f64]> = (0..c.layouts.len()).map(|f| c.row(f, fl[f])).collect();
+        scatter_product(&slices, &out_maps, 0, 0, c.scale, &mut p);
     }
     p
 }
@@ -268,58 +315,30 @@ pub fn expectation_terms(
     results: &[FragmentResults],
     terms: &[(f64, usize)],
 ) -> (Vec<f64>, Option<f64>) {
-    let layouts: Vec<Layout> = (0..plan.fragments.len())
-        .map(|f| Layout::of(plan, f))
-        .collect();
-    let tensors: Vec<Vec<f64>> = layouts
-        .iter()
-        .zip(results)
-        .map(|(l, r)| fragment_tensor(l, r))
-        .collect();
-    let k = plan.cuts.len();
-    let scale = 0.5f64.powi(k as i32);
-    let nf = layouts.len();
-    let assignments: Vec<Vec<(usize, usize)>> = (0..4usize.pow(k as u32))
-        .map(|a| fragment_labels(&layouts, &digits(a, 4, k)))
-        .collect();
+    let c = Contraction::new(plan, results);
     let mut values = Vec::with_capacity(terms.len());
     // Per term and fragment: d<P>/d e_f[K, L].
     let mut grads: Vec<Vec<Vec<f64>>> = Vec::with_capacity(terms.len());
     for &(_, pauli_mask) in terms {
-        // e_f[K, L] = sum_y T_f[K, L](y) * eigenvalue(y).
-        let scalars: Vec<Vec<f64>> = layouts
+        let masks: Vec<usize> = c
+            .layouts
             .iter()
-            .zip(&tensors)
-            .map(|(lay, t)| {
-                let ny = 1usize << lay.outputs.len();
-                let mask = fragment_mask(lay, pauli_mask);
-                t.chunks(ny)
-                    .map(|row| {
-                        row.iter()
-                            .enumerate()
-                            .map(|(y, v)| eigen(y, mask) * v)
-                            .sum()
-                    })
-                    .collect()
-            })
+            .map(|l| fragment_mask(l, pauli_mask))
             .collect();
-        let mut value = 0.0;
-        let mut grad: Vec<Vec<f64>> = scalars.iter().map(|s| vec![0.0; s.len()]).collect();
-        for fl in &assignments {
-            let factors: Vec<f64> = (0..nf)
-                .map(|f| scalars[f][fl[f].0 * layouts[f].labels_out() + fl[f].1])
-                .collect();
-            value += scale * factors.iter().product::<f64>();
-            for f in 0..nf {
-                let others: f64 = (0..nf).filter(|&g| g != f).map(|g| factors[g]).product();
-                grad[f][fl[f].0 * layouts[f].labels_out() + fl[f].1] += scale * others;
-            }
-        }
+        // e_f[K, L] = sum_y T_f[K, L](y) * eigenvalue(y).
+        let (value, grad) = c.sum_of_products(|f, kl| {
+            c.row(f, kl)
+                .iter()
+                .enumerate()
+                .map(|(y, v)| eigen(y, masks[f]) * v)
+                .sum()
+        });
         values.push(value);
         grads.push(grad);
     }
     let stderr = results.iter().all(|r| r.shots.is_some()).then(|| {
-        let variance: f64 = layouts
+        let variance: f64 = c
+            .layouts
             .iter()
             .enumerate()
             .map(|(f, lay)| {
@@ -435,24 +454,11 @@ fn fragment_variance(
 /// Standard error of every entry of the reconstructed distribution (delta method); cost
 /// `O(2^n 4^k)` on top of the reconstruction.
 pub fn distribution_stderr(plan: &CutPlan, results: &[FragmentResults]) -> Vec<f64> {
-    let layouts: Vec<Layout> = (0..plan.fragments.len())
-        .map(|f| Layout::of(plan, f))
-        .collect();
-    let tensors: Vec<Vec<f64>> = layouts
-        .iter()
-        .zip(results)
-        .map(|(l, r)| fragment_tensor(l, r))
-        .collect();
-    let k = plan.cuts.len();
-    let scale = 0.5f64.powi(k as i32);
-    let nf = layouts.len();
-    let assignments: Vec<Vec<(usize, usize)>> = (0..4usize.pow(k as u32))
-        .map(|a| fragment_labels(&layouts, &digits(a, 4, k)))
-        .collect();
-    let n = plan.num_qubits;
-    (0..1usize << n)
+    let c = Contraction::new(plan, results);
+    (0..1usize << plan.num_qubits)
         .map(|x| {
-            let ys: Vec<usize> = layouts
+            let ys: Vec<usize> = c
+                .layouts
                 .iter()
                 .map(|lay| {
                     lay.outputs
@@ -462,30 +468,15 @@ pub fn distribution_stderr(plan: &CutPlan, results: &[FragmentResults]) -> Vec<f
                         .sum()
                 })
                 .collect();
-            let mut grad: Vec<Vec<f64>> = layouts
-                .iter()
-                .map(|l| vec![0.0; l.labels_in() * l.labels_out()])
-                .collect();
-            for fl in &assignments {
-                let factors: Vec<f64> = (0..nf)
-                    .map(|f| {
-                        let ny = 1usize << layouts[f].outputs.len();
-                        tensors[f][(fl[f].0 * layouts[f].labels_out() + fl[f].1) * ny + ys[f]]
-                    })
-                    .collect();
-                for f in 0..nf {
-                    let others: f64 = (0..nf).filter(|&g| g != f).map(|g| factors[g]).product();
-                    grad[f][fl[f].0 * layouts[f].labels_out() + fl[f].1] += scale * others;
-                }
-            }
-            let variance: f64 = (0..nf)
+            let (_, grad) = c.sum_of_products(|f, kl| c.row(f, kl)[ys[f]]);
+            let variance: f64 = (0..c.layouts.len())
                 .map(|f| {
                     let term = Term {
                         coeff: 1.0,
                         grad: &grad[f],
                         mask: 0,
                     };
-                    fragment_variance(&layouts[f], &results[f], &[term], Some(ys[f]))
+                    fragment_variance(&c.layouts[f], &results[f], &[term], Some(ys[f]))
                 })
                 .sum();
             variance.sqrt()
