@@ -265,7 +265,7 @@ fn wide_distributions_are_refused_and_expectations_offered() {
     for q in 17..34 {
         src += &format!("rx(0.{}) q[{q}];\ncx q[{q}], q[{}];\n", q % 9 + 1, q + 1);
     }
-    let path = temp_qasm("wide.qasm", &src);
+    let path = temp_qasm("two_wide_blocks.qasm", &src);
     let out = quargo(&["run", path.to_str().unwrap(), "--max-qubits", "18"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
