@@ -4,7 +4,8 @@
 use crate::circuit::{Circuit, CircuitError};
 use crate::cut::{
     distribution, distribution_stderr, expectation_terms, find_cuts, fragment_variants,
-    project_to_simplex, Basis, CutPlan, FindError, FindOptions, FragmentResults, WireCut,
+    output_bases, project_to_simplex, Basis, CutPlan, FindError, FindOptions, FragmentResults,
+    WireCut,
 };
 use crate::pauli::Observable;
 use crate::sim::{sample_distribution, SimError, Simulator};
@@ -272,14 +273,7 @@ pub fn run(
     let mut work: Vec<Vec<Vec<crate::cut::Variant>>> = Vec::with_capacity(settings.len());
     for setting in &settings {
         let per_fragment = (0..plan.fragments.len())
-            .map(|f| {
-                let outputs: Vec<Basis> = plan.fragments[f]
-                    .output_qubits()
-                    .iter()
-                    .map(|&(_, q)| setting[q])
-                    .collect();
-                fragment_variants(circuit, &plan, f, &outputs)
-            })
+            .map(|f| fragment_variants(circuit, &plan, f, &output_bases(&plan, f, setting)))
             .collect::<Result<Vec<_>, _>>()?;
         work.push(per_fragment);
     }

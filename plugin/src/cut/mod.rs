@@ -14,7 +14,9 @@ pub use plan::{CutPlan, Fragment, PlanError, Segment, SegmentEnd, SegmentStart, 
 pub use reconstruct::{
     distribution, distribution_stderr, expectation_terms, project_to_simplex, FragmentResults,
 };
-pub use variants::{fragment_variants, variant_circuit, Basis, Prep, Variant, VariantKey};
+pub use variants::{
+    fragment_variants, output_bases, variant_circuit, Basis, Prep, Variant, VariantKey,
+};
 
 #[cfg(test)]
 mod tests_physics;

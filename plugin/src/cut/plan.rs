@@ -81,6 +81,20 @@ impl Fragment {
             .collect()
     }
 
+    /// Local qubits that start prepared at a cut, in local order (the order of `prepared_cuts`).
+    pub fn prepared_locals(&self) -> Vec<usize> {
+        (0..self.segments.len())
+            .filter(|&l| matches!(self.segments[l].start, SegmentStart::Prepare(_)))
+            .collect()
+    }
+
+    /// Local qubits that end measured at a cut, in local order (the order of `measured_cuts`).
+    pub fn measured_locals(&self) -> Vec<usize> {
+        (0..self.segments.len())
+            .filter(|&l| matches!(self.segments[l].end, SegmentEnd::Measure(_)))
+            .collect()
+    }
+
     /// Local qubits that are read out as original qubits, in local order.
     pub fn output_qubits(&self) -> Vec<(usize, usize)> {
         self.segments

@@ -51,13 +51,7 @@ struct Layout {
 impl Layout {
     fn of(plan: &CutPlan, f: usize) -> Self {
         let frag = &plan.fragments[f];
-        let measured = frag
-            .segments
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| matches!(s.end, super::plan::SegmentEnd::Measure(_)))
-            .map(|(l, _)| l)
-            .collect();
+        let measured = frag.measured_locals();
         Layout {
             outputs: frag.output_qubits(),
             measured,

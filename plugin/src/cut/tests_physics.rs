@@ -11,11 +11,7 @@ use std::f64::consts::PI;
 fn exact_results(circuit: &Circuit, plan: &CutPlan, setting: &[Basis]) -> Vec<FragmentResults> {
     (0..plan.fragments.len())
         .map(|f| {
-            let outputs: Vec<Basis> = plan.fragments[f]
-                .output_qubits()
-                .iter()
-                .map(|&(_, q)| setting[q])
-                .collect();
+            let outputs = output_bases(plan, f, setting);
             let probs = fragment_variants(circuit, plan, f, &outputs)
                 .unwrap()
                 .iter()

@@ -6,7 +6,7 @@
 //! `3^k + 4^k` circuits, never `8^k`. Output qubits can be rotated into X or Y for Pauli
 //! expectation values.
 
-use super::plan::{CutPlan, SegmentEnd};
+use super::plan::CutPlan;
 use crate::circuit::{Circuit, CircuitError, Gate};
 use serde::Serialize;
 
@@ -96,6 +96,15 @@ pub fn fragment_variants(
     Ok(out)
 }
 
+/// Readout bases of a fragment's output qubits for a readout setting given per original qubit.
+pub fn output_bases(plan: &CutPlan, fragment: usize, setting: &[Basis]) -> Vec<Basis> {
+    plan.fragments[fragment]
+        .output_qubits()
+        .iter()
+        .map(|&(_, q)| setting[q])
+        .collect()
+}
+
 /// Builds one variant: preparations, the fragment's gates on local qubits, basis rotations.
 pub fn variant_circuit(
     circuit: &Circuit,
@@ -104,13 +113,7 @@ pub fn variant_circuit(
 ) -> Result<Circuit, CircuitError> {
     let f = &plan.fragments[key.fragment];
     let mut c = Circuit::new(f.width());
-    let prepared: Vec<usize> = f
-        .segments
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.start, super::plan::SegmentStart::Prepare(_)))
-        .map(|(l, _)| l)
-        .collect();
+    let prepared = f.prepared_locals();
     for (&local, prep) in prepared.iter().zip(&key.preps) {
         match prep {
             Prep::Zero => {}
@@ -129,14 +132,10 @@ pub fn variant_circuit(
     for (&g, args) in f.gates.iter().zip(&f.local_args) {
         c.push(circuit.instructions()[g].gate, args)?;
     }
-    let measured = f
-        .segments
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.end, SegmentEnd::Measure(_)))
-        .map(|(l, _)| l);
+    let measured = f.measured_locals();
     let outputs = f.output_qubits().into_iter().map(|(l, _)| l);
     let rotations = measured
+        .into_iter()
         .zip(key.cut_bases.iter())
         .chain(outputs.zip(key.output_bases.iter()));
     for (local, basis) in rotations {

@@ -127,6 +127,14 @@ impl Block<'_> {
     fn cost(&self) -> f64 {
         cost(self.kind, self.qubits.len())
     }
+
+    /// The gate's arguments as positions in the block's sorted qubit list.
+    fn local_qubits(&self, inst: &Instruction) -> Vec<usize> {
+        inst.qubits
+            .iter()
+            .filter_map(|q| self.qubits.iter().position(|b| b == q))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -241,11 +249,7 @@ fn block_op(block: &Block) -> Op {
     // start at cols[c * d].
     let mut cols = identity(d);
     for inst in &block.gates {
-        let local: Vec<usize> = inst
-            .qubits
-            .iter()
-            .filter_map(|q| block.qubits.iter().position(|b| b == q))
-            .collect();
+        let local = block.local_qubits(inst);
         // `cols` read as a 2k-qubit state: local qubits are its low (row) bits, so one call
         // applies the gate to every column.
         apply_matrix_small(&mut cols, &local, &inst.gate.matrix());
@@ -266,11 +270,7 @@ fn sparse_block_op(block: &Block) -> Op {
     let mut target: Vec<usize> = (0..d).collect();
     let mut phase = vec![C64::new(1.0, 0.0); d];
     for inst in &block.gates {
-        let local: Vec<usize> = inst
-            .qubits
-            .iter()
-            .filter_map(|q| block.qubits.iter().position(|b| b == q))
-            .collect();
+        let local = block.local_qubits(inst);
         let gm = inst.gate.matrix();
         let gd = 1usize << local.len();
         for (t, ph) in target.iter_mut().zip(phase.iter_mut()) {
