@@ -154,7 +154,7 @@ fn qft_like(n: usize) -> Circuit {
 fn exact_reconstruction_matches_direct_simulation_across_structures() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut cases: Vec<(String, Circuit, usize)> = Vec::new();
-    for n in [6, 8, 10] {
+    for n in [6, 8, 10, 12] {
         let m = n / 2 + 1;
         cases.push((
             format!("random {n}"),
@@ -174,6 +174,11 @@ fn exact_reconstruction_matches_direct_simulation_across_structures() {
         "hea circular 6".into(),
         hardware_efficient(6, 1, true, &mut rng),
         5,
+    ));
+    cases.push((
+        "hea circular 14".into(),
+        hardware_efficient(14, 1, true, &mut rng),
+        9,
     ));
     cases.push((
         "hea linear 16".into(),
