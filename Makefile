@@ -12,8 +12,8 @@ demo: check-tools build
 	$(BIN) simulate examples/bell.qasm
 	@echo "== quargo simulate examples/ghz.qasm --shots 1000 --seed 7"
 	$(BIN) simulate examples/ghz.qasm --shots 1000 --seed 7
-	@echo "== quargo simulate examples/qaoa_ring8.qasm --shots 2000 --seed 1 --observable ZZIIIIII"
-	$(BIN) simulate examples/qaoa_ring8.qasm --shots 2000 --seed 1 --observable ZZIIIIII | head -c 600; echo
+	@echo "== quargo simulate examples/qaoa_ring8.qasm --observable ZZIIIIII (expectation only shown)"
+	$(BIN) simulate examples/qaoa_ring8.qasm --observable ZZIIIIII | grep -o '"expectation".*' 
 	@echo "== quargo cut examples/two_blocks.qasm --max-qubits 4"
 	$(BIN) cut examples/two_blocks.qasm --max-qubits 4
 	@echo "== quargo run examples/two_blocks.qasm --max-qubits 4 --shots 4000 --seed 1 --observable ZZZZZZZ"

@@ -223,8 +223,9 @@ pub fn cut(args: &CutArgs, out: &mut impl Write) -> Result<()> {
         "max_qubits": args.max_qubits,
         "cuts": plan.cuts,
         "fragments": FragmentSummary::of(&plan),
-        "variants": plan.num_variants() as f64,
-        "variants_without_dedup": (2.0 * 8f64.powi(k as i32)) * (k > 0) as u8 as f64,
+        "variants": u64::try_from(plan.num_variants()).unwrap_or(u64::MAX),
+        // The 2 * 8^k circuits of the scheme that leaves duplicates to a cache (Qdislib).
+        "variants_without_dedup": if k == 0 { 0 } else { 2u64.saturating_mul(8u64.saturating_pow(k)) },
         "seconds": started.elapsed().as_secs_f64(),
     });
     serde_json::to_writer(&mut *out, &report)?;
