@@ -5,7 +5,7 @@ VENV := bench/.venv
 PY := $(VENV)/bin/python
 THREADS ?= $(shell nproc)
 
-.PHONY: demo test build check-tools lint fuzz bench bench-sim bench-cut clean
+.PHONY: demo test build check-tools lint fuzz bench bench-sim bench-cut bench-cache clean
 
 demo: check-tools build
 	@echo "== quargo simulate examples/bell.qasm"
@@ -54,7 +54,12 @@ bench-cut: $(VENV)/.ready build
 	$(CARGO) bench --locked --bench cut_finder
 	$(PY) bench/cut_vs_addon.py
 
-bench: bench-sim bench-cut
+# Circuit-ID cost vs the published recipe (pyzx full_reduce + networkx WL), bench/id_vs_pyzx.py.
+bench-cache: $(VENV)/.ready
+	$(CARGO) bench --locked --no-run --bench cache_id
+	$(PY) bench/id_vs_pyzx.py
+
+bench: bench-sim bench-cut bench-cache
 
 clean:
 	$(CARGO) clean
