@@ -43,7 +43,7 @@ impl FusionLimits {
 }
 
 /// Estimated cost of an op in units of one memory-bound pass over the state. Measured on a 2-core
-/// VM (`examples/`-free: `make bench-sim` and per-op timings): a pass over 2^24 amplitudes takes
+/// VM (`make bench-sim` and per-op timings under perf): a pass over 2^24 amplitudes takes
 /// ~25 ms, a dense 4-qubit op ~100 ms; dense ops are compute bound from 3 qubits up.
 fn cost(kind: Kind, qubits: usize) -> f64 {
     match (kind, qubits) {
