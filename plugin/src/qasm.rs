@@ -425,26 +425,24 @@ pub fn parse(src: &str) -> Result<Circuit, ParseError> {
 
 /// Reads and parses an OpenQASM 2 file.
 pub fn parse_file(path: &std::path::Path) -> Result<Circuit, QasmFileError> {
-    let src = std::fs::read_to_string(path).map_err(|source| QasmFileError::Read {
+    let src = std::fs::read_to_string(path).map_err(|error| QasmFileError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
-    parse(&src).map_err(|source| QasmFileError::Parse {
+    parse(&src).map_err(|error| QasmFileError::Parse {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 
-/// Reading or parsing a file failed.
+/// Reading or parsing a file failed. The cause is part of the message (not a separate error
+/// source), so `{:#}` chains print it once.
 #[derive(Debug, Error)]
 pub enum QasmFileError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Parse { path: String, source: ParseError },
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: {error}")]
+    Parse { path: String, error: ParseError },
 }
 
 impl<'a> Parser<'a> {
