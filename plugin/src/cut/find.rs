@@ -179,18 +179,17 @@ impl Problem {
             }
         }
         let mut wires = vec![Vec::new(); circuit.num_qubits()];
-        let mut slot = vec![Vec::new(); gates.len()];
+        let mut slot: Vec<Vec<usize>> = gates.iter().map(|qs| vec![0; qs.len()]).collect();
         for (q, list) in all.iter().enumerate() {
             for (position, &g) in list.iter().enumerate() {
-                if id_of[g] != usize::MAX {
-                    wires[q].push((id_of[g], position));
+                let id = id_of[g];
+                if id == usize::MAX {
+                    continue;
                 }
-            }
-        }
-        for (g, qubits) in gates.iter().enumerate() {
-            for &q in qubits {
-                let k = wires[q].iter().position(|&(id, _)| id == g).unwrap_or(0);
-                slot[g].push(k);
+                if let Some(arg) = gates[id].iter().position(|&x| x == q) {
+                    slot[id][arg] = wires[q].len();
+                }
+                wires[q].push((id, position));
             }
         }
         Self { gates, wires, slot }

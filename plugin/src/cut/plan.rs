@@ -174,20 +174,23 @@ impl CutPlan {
         // j-th gate on wire q.
         let mut segments: Vec<Segment> = Vec::new();
         let mut segment_of: Vec<Vec<usize>> = Vec::with_capacity(n);
-        for (q, wire) in wires.iter().enumerate() {
+        // cut_after[q][j]: the cut between the (j-1)-th and j-th gate of wire q, if any.
+        let mut cut_after: Vec<Vec<Option<usize>>> =
+            wires.iter().map(|w| vec![None; w.len()]).collect();
+        for (c, w) in wire_cuts.iter().enumerate() {
+            cut_after[w.qubit][w.position] = Some(c);
+        }
+        for (q, cuts_on_wire) in cut_after.iter().enumerate() {
             let mut start = SegmentStart::Input;
-            let mut ids = Vec::with_capacity(wire.len());
+            let mut ids = Vec::with_capacity(cuts_on_wire.len());
             let mut current = segments.len();
             segments.push(Segment {
                 qubit: q,
                 start,
                 end: SegmentEnd::Output,
             });
-            for j in 0..wire.len() {
-                if let Some(c) = wire_cuts
-                    .iter()
-                    .position(|w| w.qubit == q && w.position == j && j > 0)
-                {
+            for &cut in cuts_on_wire {
+                if let Some(c) = cut {
                     segments[current].end = SegmentEnd::Measure(c);
                     start = SegmentStart::Prepare(c);
                     current = segments.len();
