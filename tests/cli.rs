@@ -9,6 +9,12 @@ fn quargo(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quargo"))
         .args(args)
         .current_dir(root())
+        // Never the user's cache: one directory per test process, shared by its quargo runs.
+        .env(
+            "QUARGO_CACHE_DIR",
+            std::env::temp_dir().join(format!("quargo-cli-cache-{}", std::process::id())),
+        )
+        .env_remove("QUARGO_CACHE")
         .output()
         .expect("quargo runs")
 }
@@ -285,4 +291,144 @@ fn wide_distributions_are_refused_and_expectations_offered() {
     let value = v["expectation"][z.as_str()]["value"].as_f64().unwrap();
     assert!((-1.0..=1.0).contains(&value));
     assert!(v.get("probabilities").is_none());
+}
+
+fn fresh_cache(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("quargo-cli-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    format!("lmdb://{}", dir.display())
+}
+
+#[test]
+fn a_second_run_simulates_nothing_and_stats_count_it() {
+    let cache = fresh_cache("second-run");
+    let args = [
+        "run",
+        "examples/two_blocks.qasm",
+        "--max-qubits",
+        "4",
+        "--cache",
+        &cache,
+    ];
+    let first = json(&quargo(&args));
+    let second = json(&quargo(&args));
+    let simulated = first["report"]["circuits_simulated"].as_u64().unwrap();
+    assert!(simulated > 0);
+    assert_eq!(first["report"]["cache_hits"], 0);
+    assert_eq!(second["report"]["circuits_simulated"], 0);
+    assert_eq!(second["report"]["cache_hits"].as_u64().unwrap(), simulated);
+    assert_eq!(first["probabilities"], second["probabilities"]);
+    // --no-cache computes everything again.
+    let mut uncached = args.to_vec();
+    uncached.push("--no-cache");
+    let third = json(&quargo(&uncached));
+    assert_eq!(
+        third["report"]["circuits_simulated"].as_u64().unwrap(),
+        simulated
+    );
+
+    let stats = json(&quargo(&["cache", "stats", "--cache", &cache]));
+    assert_eq!(stats["entries"].as_u64().unwrap(), simulated);
+    assert_eq!(stats["counters"]["hits"].as_u64().unwrap(), simulated);
+    assert_eq!(stats["counters"]["misses"].as_u64().unwrap(), simulated);
+    assert_eq!(stats["counters"]["collisions_rejected"], 0);
+    assert!(stats["bytes"].as_u64().unwrap() > 0);
+    let cleared = json(&quargo(&["cache", "clear", "--cache", &cache]));
+    assert_eq!(cleared["removed"].as_u64().unwrap(), simulated);
+    let stats = json(&quargo(&["cache", "stats", "--cache", &cache]));
+    assert_eq!(stats["entries"], 0);
+}
+
+#[test]
+fn simulate_hits_for_an_equivalent_circuit_written_differently() {
+    let cache = fresh_cache("simulate-equivalent");
+    let a = temp_qasm(
+        "equiv_a.qasm",
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[3];\nh q[0]; z q[0]; h q[0];\nrz(0.3) q[2]; rz(0.4) q[2];\nh q[2]; cx q[0],q[1];\n",
+    );
+    let b = temp_qasm(
+        "equiv_b.qasm",
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[3];\nrz(0.7) q[2];\nx q[0];\nh q[2];\ncx q[0],q[1];\n",
+    );
+    for file in [&a, &b] {
+        let out = json(&quargo(&[
+            "simulate",
+            file.to_str().unwrap(),
+            "--observable",
+            "ZZI",
+            "--cache",
+            &cache,
+        ]));
+        assert!((out["probabilities"]["011"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    }
+    let stats = json(&quargo(&["cache", "stats", "--cache", &cache]));
+    // Probabilities and <ZZI>: computed for a, proven hits for b.
+    assert_eq!(stats["counters"]["misses"], 2);
+    assert_eq!(stats["counters"]["hits"], 2);
+    assert_eq!(stats["entries"], 2);
+}
+
+#[test]
+fn several_processes_share_one_lmdb_directory_and_compute_each_variant_once() {
+    let cache = fresh_cache("multi-process");
+    let args = [
+        "run",
+        "examples/qaoa_ring8.qasm",
+        "--max-qubits",
+        "5",
+        "--cache",
+        &cache,
+    ];
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_quargo"))
+                .args(args)
+                .current_dir(root())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let outputs: Vec<Value> = children
+        .into_iter()
+        .map(|c| json(&c.wait_with_output().expect("wait")))
+        .collect();
+    let simulated: u64 = outputs
+        .iter()
+        .map(|o| o["report"]["circuits_simulated"].as_u64().unwrap())
+        .sum();
+    let hits: u64 = outputs
+        .iter()
+        .map(|o| o["report"]["cache_hits"].as_u64().unwrap())
+        .sum();
+    let stats = json(&quargo(&["cache", "stats", "--cache", &cache]));
+    let entries = stats["entries"].as_u64().unwrap();
+    assert!(entries > 0);
+    assert_eq!(
+        simulated, entries,
+        "each distinct variant computed exactly once"
+    );
+    assert_eq!(simulated + hits, 4 * entries);
+    for o in &outputs[1..] {
+        assert_eq!(o["probabilities"], outputs[0]["probabilities"]);
+    }
+}
+
+#[test]
+fn an_unreachable_redis_degrades_to_computing() {
+    let direct = json(&quargo(&["simulate", "examples/ghz.qasm", "--no-cache"]));
+    let out = quargo(&[
+        "simulate",
+        "examples/ghz.qasm",
+        "--cache",
+        "redis://127.0.0.1:1/0",
+    ]);
+    let value = json(&out);
+    assert_eq!(value, direct);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cache degraded"), "stderr: {stderr}");
+    let bad = quargo(&["simulate", "examples/ghz.qasm", "--cache", "memcached://x"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected lmdb://"));
 }

@@ -395,27 +395,32 @@ impl Circuit {
         Ok(self)
     }
 
-    /// A stable content ID: the BLAKE3 hash (hex) of a canonical encoding of the qubit count and
-    /// every gate (name, parameter bits, qubits). Equal circuits, written the same way, get equal
-    /// IDs on every machine; registers and source formatting do not count.
-    pub fn content_id(&self) -> String {
-        let mut h = blake3::Hasher::new();
-        h.update(b"quargo-circuit-v1");
-        h.update(&(self.num_qubits as u64).to_le_bytes());
+    /// A canonical encoding of the qubit count and every gate (name, parameter bits, qubits):
+    /// equal circuits, written the same way, give equal bytes on every machine; registers and
+    /// source formatting do not count.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.instructions.len() * 24);
+        out.extend_from_slice(b"quargo-circuit-v1");
+        out.extend_from_slice(&(self.num_qubits as u64).to_le_bytes());
         for inst in &self.instructions {
-            h.update(inst.gate.name().as_bytes());
-            h.update(&[0]);
+            out.extend_from_slice(inst.gate.name().as_bytes());
+            out.push(0);
             for p in inst.gate.params() {
                 // -0.0 and 0.0 are the same angle.
                 let p = if p == 0.0 { 0.0 } else { p };
-                h.update(&p.to_bits().to_le_bytes());
+                out.extend_from_slice(&p.to_bits().to_le_bytes());
             }
             for &q in &inst.qubits {
-                h.update(&(q as u32).to_le_bytes());
+                out.extend_from_slice(&(q as u32).to_le_bytes());
             }
-            h.update(&[0xff]);
+            out.push(0xff);
         }
-        h.finalize().to_hex().to_string()
+        out
+    }
+
+    /// A stable content ID: the BLAKE3 hash (hex) of [`Circuit::canonical_bytes`].
+    pub fn content_id(&self) -> String {
+        blake3::hash(&self.canonical_bytes()).to_hex().to_string()
     }
 
     /// Formats a basis-state index as a bitstring, qubit 0 rightmost (Qiskit's convention).

@@ -2,14 +2,18 @@
 //!
 //! Results go to stdout as JSON; logs, progress and errors go to stderr, so the output can be piped.
 
-use crate::circuit::bitstring;
+use crate::cache::{Cache, ResultKind};
+use crate::circuit::{bitstring, Circuit};
 use crate::cut::{find_cuts, FindOptions};
 use crate::pauli::{Observable, PauliString};
 use crate::pipeline::{self, FragmentSummary, RunOptions};
 use crate::qasm;
 use crate::sim::Simulator;
+use crate::sim::{sample_distribution, StateVector};
+use crate::store::StoreError;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +60,50 @@ pub enum Command {
     ///
     /// Example: quargo run examples/two_blocks.qasm --max-qubits 4 --shots 2000 --seed 1 --observable ZZZZZZZ
     Run(RunArgs),
+    /// Inspect or empty the result cache.
+    ///
+    /// `stats` prints JSON: location, entries, bytes, max_bytes, memo_entries, the ID recipe, and
+    /// counters summed over every process that used the store (hits, misses,
+    /// collisions_rejected, corrupt_values, store_errors, single_flight_waits, wait_timeouts,
+    /// id_errors, evicted).
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheCommand {
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Print entries, bytes and hit/miss counters as JSON.
+    Stats(StoreArg),
+    /// Remove every cached result, memo and counter.
+    Clear(StoreArg),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StoreArg {
+    /// Result cache: `lmdb://PATH[?max_bytes=4G]` (embedded; plain `lmdb://` is
+    /// $QUARGO_CACHE_DIR or the platform cache directory) or `redis://[user:pass@]HOST:PORT/DB`
+    /// (`rediss://` for TLS), shared by every worker.
+    #[arg(
+        long = "cache",
+        env = "QUARGO_CACHE",
+        default_value = "lmdb://",
+        value_name = "URL"
+    )]
+    pub url: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CacheArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Neither read nor write the cache: compute everything.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +150,8 @@ pub struct RunArgs {
     /// Worker threads (default: one per core).
     #[arg(long, env = "QUARGO_THREADS", default_value_t = 0)]
     pub threads: usize,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +174,8 @@ pub struct SimulateArgs {
     /// Refuse states larger than this many bytes (default: the memory the system has available).
     #[arg(long, env = "QUARGO_MAX_MEMORY", value_name = "BYTES")]
     pub max_memory: Option<u128>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// Entry point of the binary: runs the command and maps errors to a message and exit code 1.
@@ -136,6 +188,7 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate(&args, &mut out),
         Command::Cut(args) => cut(&args, &mut out),
         Command::Run(args) => run(&args, &mut out),
+        Command::Cache(args) => cache_command(&args, &mut out),
     }
     .and_then(|()| out.flush().context("cannot write the output"));
     match result {
@@ -171,27 +224,51 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<()> {
     if let Some(bytes) = args.max_memory {
         sim = sim.with_memory_limit(bytes);
     }
-    let started = std::time::Instant::now();
-    let state = sim.run(&circuit)?;
-    tracing::info!(
-        qubits = circuit.num_qubits(),
-        gates = circuit.len(),
-        seconds = started.elapsed().as_secs_f64(),
-        "simulated"
-    );
     let n = circuit.num_qubits();
+    // The limit holds whether or not the result is cached: its output is as large as the state.
+    sim.check_memory(n)?;
+    let cache = open_cache(&args.cache)?;
+    let cache = cache.as_ref();
+    let mut state = LazyState {
+        sim: &sim,
+        circuit: &circuit,
+        state: None,
+    };
     write!(out, "{{\"num_qubits\":{n}")?;
     match args.shots {
         None => {
-            let probs = sim.install(|| state.probabilities());
+            let probs = probabilities(cache, &mut state)?;
             write!(out, ",\"probabilities\":{{")?;
             let nonzero = probs.iter().enumerate().filter(|(_, p)| **p > 1e-12);
             write_map(out, nonzero.map(|(i, p)| (i, Number::F(*p))), n)?;
             write!(out, "}}")?;
         }
         Some(shots) => {
-            let seed = args.seed.unwrap_or_else(rand::random);
-            let counts = sim.install(|| state.sample(shots, seed));
+            let sample = |state: &mut LazyState, seed| -> Result<BTreeMap<usize, u64>> {
+                let probs = probabilities(cache, state)?;
+                Ok(sim.install(|| sample_distribution(&probs, shots, seed)))
+            };
+            // Counts are cached only for an explicit seed: a drawn seed asks for fresh samples.
+            let (seed, counts) = match args.seed {
+                Some(seed) => {
+                    let kind = ResultKind::Counts {
+                        shots,
+                        seed_policy: format!("seed={seed}"),
+                    };
+                    let counts = match cache {
+                        Some(c) => {
+                            c.get_or_compute(&circuit, &kind, || sample(&mut state, seed))?
+                                .0
+                        }
+                        None => sample(&mut state, seed)?,
+                    };
+                    (seed, counts)
+                }
+                None => {
+                    let seed = rand::random();
+                    (seed, sample(&mut state, seed)?)
+                }
+            };
             write!(out, ",\"shots\":{shots},\"seed\":{seed},\"counts\":{{")?;
             write_map(out, counts.into_iter().map(|(i, c)| (i, Number::U(c))), n)?;
             write!(out, "}}")?;
@@ -200,13 +277,105 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<()> {
     if !observables.is_empty() {
         write!(out, ",\"expectation\":{{")?;
         for (k, p) in observables.iter().enumerate() {
-            let v = sim.install(|| state.expectation(p))?;
+            let kind = ResultKind::Expectation {
+                observable: p.to_string(),
+            };
+            let compute = |state: &mut LazyState| -> Result<f64> {
+                let s = state.get()?;
+                Ok(sim.install(|| s.expectation(p))?)
+            };
+            let v = match cache {
+                Some(c) => c.get_or_compute(&circuit, &kind, || compute(&mut state))?.0,
+                None => compute(&mut state)?,
+            };
             let sep = if k == 0 { "" } else { "," };
             write!(out, "{sep}\"{p}\":{{\"value\":{}}}", json_f64(v))?;
         }
         write!(out, "}}")?;
     }
     writeln!(out, "}}")?;
+    Ok(())
+}
+
+/// Probability vectors above this many qubits are not cached (2^24 doubles = 128 MiB).
+const MAX_CACHED_PROBABILITY_QUBITS: usize = 24;
+
+/// The circuit's state, simulated on first use only (every result may come from the cache).
+struct LazyState<'a> {
+    sim: &'a Simulator,
+    circuit: &'a Circuit,
+    state: Option<StateVector>,
+}
+
+impl LazyState<'_> {
+    fn get(&mut self) -> Result<&StateVector> {
+        if self.state.is_none() {
+            let started = std::time::Instant::now();
+            self.state = Some(self.sim.run(self.circuit)?);
+            tracing::info!(
+                qubits = self.circuit.num_qubits(),
+                gates = self.circuit.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "simulated"
+            );
+        }
+        self.state.as_ref().context("the state was not simulated")
+    }
+}
+
+fn probabilities(cache: Option<&Cache>, state: &mut LazyState) -> Result<Vec<f64>> {
+    let sim = state.sim;
+    let compute = |state: &mut LazyState| -> Result<Vec<f64>> {
+        let s = state.get()?;
+        Ok(sim.install(|| s.probabilities().to_vec()))
+    };
+    match cache {
+        Some(c) if state.circuit.num_qubits() <= MAX_CACHED_PROBABILITY_QUBITS => {
+            let circuit = state.circuit;
+            Ok(
+                c.get_or_compute(circuit, &ResultKind::Probabilities, || compute(state))?
+                    .0,
+            )
+        }
+        _ => compute(state),
+    }
+}
+
+/// Opens the cache the flags name. A store that cannot be opened (unwritable directory, ...)
+/// is a warning and no cache; a malformed URL is an error.
+fn open_cache(args: &CacheArgs) -> Result<Option<Cache>> {
+    if args.no_cache {
+        return Ok(None);
+    }
+    match Cache::open(&args.store.url) {
+        Ok(cache) => Ok(Some(cache)),
+        Err(e @ StoreError::BadUrl { .. }) => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cache unavailable; computing without it");
+            Ok(None)
+        }
+    }
+}
+
+/// `quargo cache stats|clear`.
+pub fn cache_command(args: &CacheCommand, out: &mut impl Write) -> Result<()> {
+    let store = match &args.action {
+        CacheAction::Stats(store) | CacheAction::Clear(store) => store,
+    };
+    let cache = Cache::open(&store.url)?;
+    match args.action {
+        CacheAction::Stats(_) => {
+            serde_json::to_writer(&mut *out, &cache.stats()?)?;
+        }
+        CacheAction::Clear(_) => {
+            let removed = cache.clear()?;
+            serde_json::to_writer(
+                &mut *out,
+                &serde_json::json!({"location": cache.store().location(), "removed": removed}),
+            )?;
+        }
+    }
+    writeln!(out)?;
     Ok(())
 }
 
@@ -270,7 +439,8 @@ pub fn run(args: &RunArgs, out: &mut impl Write) -> Result<()> {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let result = pipeline::run(&circuit, &options, &sim, &progress);
+    let cache = open_cache(&args.cache)?;
+    let result = pipeline::run(&circuit, &options, &sim, cache.as_ref(), &progress);
     bar.finish_and_clear();
     let output = result?;
     let n = output.num_qubits;

@@ -10,3 +10,4 @@ pub mod pauli;
 pub mod pipeline;
 pub mod qasm;
 pub mod sim;
+pub mod store;

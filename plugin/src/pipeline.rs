@@ -1,6 +1,7 @@
 //! The local pipeline: cut -> simulate every fragment variant (in parallel) -> reconstruct, in one
 //! process. The Argo steps run the same pieces one by one; this is `quargo run`.
 
+use crate::cache::{Cache, ResultKind, Source};
 use crate::circuit::{Circuit, CircuitError};
 use crate::cut::{
     distribution, distribution_stderr, expectation_terms, find_cuts, fragment_variants,
@@ -120,6 +121,8 @@ pub struct RunReport {
     pub variants: usize,
     /// Distinct circuits simulated (variants shared between settings run once).
     pub circuits_simulated: usize,
+    /// Distinct circuits whose result came from the cache (or from another worker).
+    pub cache_hits: usize,
     /// Shots drawn in all, when sampling.
     pub shots_total: Option<u64>,
     pub seconds: StageSeconds,
@@ -136,6 +139,9 @@ pub struct RunOutput {
     pub expectations: Vec<(String, f64, Option<f64>)>,
     pub report: RunReport,
 }
+
+/// A distinct variant circuit's content ID, exact probabilities, and where they came from.
+type VariantProbabilities = (String, Vec<f64>, Source);
 
 /// Readout basis per original qubit (Z for I and Z letters).
 type Setting = Vec<Basis>;
@@ -184,11 +190,14 @@ fn derive_seed(seed: u64, setting: usize, id: &str) -> u64 {
     u64::from_le_bytes(bytes.as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
-/// Runs the whole pipeline. `progress(done, total)` is called as variants finish.
+/// Runs the whole pipeline. Every distinct variant's exact probabilities come from `cache` when it
+/// holds them (proven equal), else they are simulated and stored. `progress(done, total)` is
+/// called as variants finish.
 pub fn run(
     circuit: &Circuit,
     options: &RunOptions,
     sim: &Simulator,
+    cache: Option<&Cache>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RunOutput, RunError> {
     let n = circuit.num_qubits();
@@ -289,19 +298,31 @@ pub fn run(
     let total = unique.len() as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
     let sim_started = Instant::now();
-    let simulated: Vec<Result<(String, Vec<f64>), SimError>> = sim.install(|| {
+    let simulated: Vec<Result<VariantProbabilities, SimError>> = sim.install(|| {
         unique
             .par_iter()
             .map(|(id, c)| {
-                let state = sim.run(c)?;
-                let probs = state.probabilities().to_vec();
+                let compute =
+                    || -> Result<Vec<f64>, SimError> { Ok(sim.run(c)?.probabilities().to_vec()) };
+                let (probs, source) = match cache {
+                    Some(cache) => cache.get_or_compute(c, &ResultKind::Probabilities, compute)?,
+                    None => (compute()?, Source::Computed),
+                };
                 let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 progress(d, total);
-                Ok((id.to_string(), probs))
+                Ok((id.to_string(), probs, source))
             })
             .collect()
     });
-    let probs_of: HashMap<String, Vec<f64>> = simulated.into_iter().collect::<Result<_, _>>()?;
+    let mut probs_of: HashMap<String, Vec<f64>> = HashMap::with_capacity(simulated.len());
+    let mut circuits_simulated = 0;
+    for result in simulated {
+        let (id, probs, source) = result?;
+        if source == Source::Computed {
+            circuits_simulated += 1;
+        }
+        probs_of.insert(id, probs);
+    }
 
     // Fragment results per setting: exact, or sampled with the chosen allocation.
     let mut shots_total = 0u64;
@@ -412,7 +433,8 @@ pub fn run(
             cuts: plan.cuts.clone(),
             fragments: FragmentSummary::of(&plan),
             variants,
-            circuits_simulated: unique.len(),
+            circuits_simulated,
+            cache_hits: unique.len() - circuits_simulated,
             shots_total: options.shots.map(|_| shots_total),
             seconds,
             notes,

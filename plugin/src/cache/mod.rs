@@ -1,4 +1,523 @@
-//! The semantic circuit cache. So far: circuit IDs from ZX reduction and Weisfeiler-Leman hashing,
-//! with proof of equality ([`id`]). The stores, keys and single-flight come with the cache issue.
+//! The semantic circuit cache: results keyed by (circuit ID, result kind, context, recipe), kept in
+//! a [`Store`], returned only when the stored circuit is proven equal to the asked one.
+//!
+//! - [`id`]: circuit IDs from ZX reduction and Weisfeiler-Leman hashing, and the equality proof.
+//! - [`codec`]: the checksummed envelope every value is written in.
+//! - [`Cache`]: lookup with proof, single-flight computation (a store lease per key, renewed
+//!   while computing), and degradation: a store that fails, a value that does not decode, a
+//!   circuit whose ID cannot be computed all end in computing the answer, never in an error or a
+//!   wrong answer. Each such event is logged once and counted.
 
+pub mod codec;
 pub mod id;
+
+use crate::circuit::Circuit;
+use crate::store::{Store, StoreError, StoreStats};
+use codec::{CacheValue, Refused};
+use id::{proven_equal, CircuitId, IdError, ReducedGraph, RECIPE};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a cached result is, beyond the circuit: everything that changes the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ResultKind {
+    /// Exact outcome probabilities of every qubit read out in Z.
+    Probabilities,
+    /// `<O>` for an observable, in its canonical text.
+    Expectation { observable: String },
+    /// Sampled counts for a number of shots and a seed policy (`seed=N`).
+    Counts { shots: u64, seed_policy: String },
+    /// Counts from a QPU backend at one calibration epoch.
+    QpuCounts {
+        backend: String,
+        calibration_epoch: String,
+        shots: u64,
+    },
+}
+
+impl ResultKind {
+    /// Unambiguous text of the kind and its context (lengths prefix free-form fields).
+    fn context(&self) -> String {
+        match self {
+            ResultKind::Probabilities => "probabilities".into(),
+            ResultKind::Expectation { observable } => {
+                format!("expectation;{}:{observable}", observable.len())
+            }
+            ResultKind::Counts { shots, seed_policy } => {
+                format!("counts;shots={shots};{}:{seed_policy}", seed_policy.len())
+            }
+            ResultKind::QpuCounts {
+                backend,
+                calibration_epoch,
+                shots,
+            } => format!(
+                "qpu;{}:{backend};{}:{calibration_epoch};shots={shots}",
+                backend.len(),
+                calibration_epoch.len()
+            ),
+        }
+    }
+}
+
+/// Where a result came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Found in the cache, proven equal.
+    Hit,
+    /// Computed by this call (and stored).
+    Computed,
+    /// Computed by another worker while this one waited on its lease.
+    Waited,
+}
+
+/// Store key prefix of results; memo entries (content ID -> circuit ID) live under `m/`.
+pub const RESULT_PREFIX: &str = "r/";
+pub const MEMO_PREFIX: &str = "m/";
+
+struct Key {
+    /// Short store key: a hash of `text`.
+    store: String,
+    /// The full key, kept inside the value and checked on read.
+    text: String,
+}
+
+fn key(prefix: &str, text: String) -> Key {
+    Key {
+        store: format!("{prefix}{}", blake3::hash(text.as_bytes()).to_hex()),
+        text,
+    }
+}
+
+fn result_key(digest: &str, kind: &ResultKind) -> Key {
+    key(
+        RESULT_PREFIX,
+        format!("{RECIPE}|{digest}|{}", kind.context()),
+    )
+}
+
+/// Events the cache counts (persisted in the store by [`Cache::flush`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Hit,
+    Miss,
+    /// A stored entry under the same ID that the proof rejected.
+    CollisionRejected,
+    /// A value that failed its checksum or did not decode.
+    Corrupt,
+    /// A store operation that failed (the answer was computed instead).
+    StoreError,
+    /// A result another worker computed while this one waited.
+    Waited,
+    /// A wait that outlived `max_wait`; the waiter computed itself.
+    WaitTimeout,
+    /// A circuit whose ID could not be computed (computed without the cache).
+    IdError,
+}
+
+const EVENTS: [(Event, &str); 8] = [
+    (Event::Hit, "hits"),
+    (Event::Miss, "misses"),
+    (Event::CollisionRejected, "collisions_rejected"),
+    (Event::Corrupt, "corrupt_values"),
+    (Event::StoreError, "store_errors"),
+    (Event::Waited, "single_flight_waits"),
+    (Event::WaitTimeout, "wait_timeouts"),
+    (Event::IdError, "id_errors"),
+];
+
+fn event_index(event: Event) -> usize {
+    EVENTS.iter().position(|(e, _)| *e == event).unwrap_or(0)
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// Lease lifetime; the holder renews it every third of this while computing.
+    pub lease_ttl: Duration,
+    /// Longest a worker waits for another's result before computing it itself.
+    pub max_wait: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            lease_ttl: Duration::from_secs(6),
+            max_wait: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Renews the leases this process holds, from one background thread.
+struct LeaseKeeper {
+    held: Arc<Mutex<HashMap<String, String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LeaseKeeper {
+    fn start(store: Arc<dyn Store>, ttl: Duration) -> LeaseKeeper {
+        let held: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (held_in, stop_in) = (held.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("quargo-lease-keeper".into())
+            .spawn(move || {
+                while !stop_in.load(Ordering::Acquire) {
+                    std::thread::park_timeout(ttl / 3);
+                    let snapshot: Vec<(String, String)> = match held_in.lock() {
+                        Ok(h) => h.iter().map(|(k, o)| (k.clone(), o.clone())).collect(),
+                        Err(_) => return,
+                    };
+                    for (key, owner) in snapshot {
+                        if let Err(e) = store.renew_lease(&key, &owner, ttl) {
+                            tracing::debug!(%key, error = %e, "lease renewal failed");
+                        }
+                    }
+                }
+            })
+            .ok();
+        LeaseKeeper { held, stop, thread }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A lease held while computing; released (and no longer renewed) when dropped.
+struct HeldLease<'a> {
+    cache: &'a Cache,
+    key: String,
+    owner: String,
+}
+
+impl Drop for HeldLease<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.cache.keeper.held.lock() {
+            held.remove(&self.key);
+        }
+        if let Err(e) = self.cache.store.release_lease(&self.key, &self.owner) {
+            self.cache.degrade(Event::StoreError, &e);
+        }
+    }
+}
+
+/// What a lookup found.
+enum Lookup<V> {
+    Found(V),
+    Absent,
+    /// Present but not usable (damaged, another circuit, or the store failed).
+    Rejected,
+}
+
+/// Cache statistics: the store's view plus this process's unflushed counters.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheStats {
+    #[serde(flatten)]
+    pub store: StoreStats,
+    pub recipe: &'static str,
+    /// Memo entries (exact circuit -> semantic ID).
+    pub memo_entries: u64,
+}
+
+pub struct Cache {
+    store: Arc<dyn Store>,
+    counts: [AtomicU64; EVENTS.len()],
+    warned: Mutex<HashSet<String>>,
+    owner_prefix: String,
+    next_owner: AtomicU64,
+    options: CacheOptions,
+    keeper: LeaseKeeper,
+}
+
+impl Cache {
+    pub fn new(store: Arc<dyn Store>, options: CacheOptions) -> Cache {
+        let keeper = LeaseKeeper::start(store.clone(), options.lease_ttl);
+        let nonce: u64 = rand::random();
+        Cache {
+            store,
+            counts: Default::default(),
+            warned: Mutex::new(HashSet::new()),
+            owner_prefix: format!("{}:{nonce:016x}", std::process::id()),
+            next_owner: AtomicU64::new(0),
+            options,
+            keeper,
+        }
+    }
+
+    /// Opens the store at `url` (see [`crate::store::open`]) with default options.
+    pub fn open(url: &str) -> Result<Cache, StoreError> {
+        let store: Arc<dyn Store> = Arc::from(crate::store::open(url)?);
+        Ok(Cache::new(store, CacheOptions::default()))
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn count(&self, event: Event) {
+        self.counts[event_index(event)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// This process's count of `event` since the cache was made (flushed or not).
+    pub fn local_count(&self, event: Event) -> u64 {
+        self.counts[event_index(event)].load(Ordering::Relaxed)
+    }
+
+    /// Counts the event and logs the error, once per kind of error.
+    fn degrade(&self, event: Event, error: &dyn std::fmt::Display) {
+        self.count(event);
+        let text = error.to_string();
+        let kind: String = text.chars().take(60).collect();
+        let first = self
+            .warned
+            .lock()
+            .map(|mut w| w.insert(kind))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(error = %text, "cache degraded: computing instead (logged once)");
+        }
+    }
+
+    /// The circuit's semantic ID, memoised in the store by exact content (the memo entry carries
+    /// the circuit's canonical bytes and is used only when they match).
+    pub fn circuit_id(&self, circuit: &Circuit) -> Result<CircuitId, IdError> {
+        let exact = circuit.canonical_bytes();
+        let memo = key(
+            MEMO_PREFIX,
+            format!("{RECIPE}|memo|{}", blake3::hash(&exact).to_hex()),
+        );
+        match self.store.get(&memo.store) {
+            Ok(Some(bytes)) => match codec::open(&bytes, &memo.text) {
+                Ok(opened) if opened.proof == exact.as_slice() => {
+                    if let Ok(id) = serde_json::from_slice::<CircuitId>(opened.value) {
+                        return Ok(id);
+                    }
+                    self.degrade(Event::Corrupt, &"a memo entry does not decode");
+                }
+                Ok(_) => self.count(Event::CollisionRejected),
+                Err(Refused::OtherKey) => self.count(Event::CollisionRejected),
+                Err(Refused::Corrupt) => {
+                    self.degrade(Event::Corrupt, &"a memo entry failed its checksum")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => self.degrade(Event::StoreError, &e),
+        }
+        let id = id::circuit_id(circuit)?;
+        if let Ok(value) = serde_json::to_vec(&id) {
+            if let Err(e) = self
+                .store
+                .put(&memo.store, &codec::seal(&memo.text, &exact, &value))
+            {
+                self.degrade(Event::StoreError, &e);
+            }
+        }
+        Ok(id)
+    }
+
+    /// Returns the cached result of `kind` for `circuit`, or computes, stores and returns it.
+    /// Concurrent callers on the same key compute once (single-flight).
+    pub fn get_or_compute<V: CacheValue, E>(
+        &self,
+        circuit: &Circuit,
+        kind: &ResultKind,
+        compute: impl FnOnce() -> Result<V, E>,
+    ) -> Result<(V, Source), E> {
+        match self.circuit_id(circuit) {
+            Ok(id) => self.get_or_compute_id(&id, kind, compute),
+            Err(e) => {
+                self.degrade(Event::IdError, &e);
+                compute().map(|v| (v, Source::Computed))
+            }
+        }
+    }
+
+    /// [`Cache::get_or_compute`] for a circuit whose ID is known.
+    pub fn get_or_compute_id<V: CacheValue, E>(
+        &self,
+        id: &CircuitId,
+        kind: &ResultKind,
+        compute: impl FnOnce() -> Result<V, E>,
+    ) -> Result<(V, Source), E> {
+        let key = result_key(&id.digest, kind);
+        let proof = serde_json::to_vec(&id.graph).unwrap_or_default();
+        let first = self.lookup(&key, &id.graph, &proof);
+        let was_absent = matches!(first, Lookup::Absent);
+        if let Lookup::Found(v) = first {
+            self.count(Event::Hit);
+            return Ok((v, Source::Hit));
+        }
+        self.count(Event::Miss);
+        let owner = format!(
+            "{}:{}",
+            self.owner_prefix,
+            self.next_owner.fetch_add(1, Ordering::Relaxed)
+        );
+        let deadline = Instant::now() + self.options.max_wait;
+        let mut delay = Duration::from_millis(1);
+        loop {
+            match self
+                .store
+                .try_lease(&key.store, &owner, self.options.lease_ttl)
+            {
+                Ok(true) => {
+                    let _lease = self.hold(&key.store, &owner);
+                    // Another worker may have finished between our miss and our lease.
+                    if was_absent {
+                        if let Lookup::Found(v) = self.lookup(&key, &id.graph, &proof) {
+                            self.count(Event::Waited);
+                            return Ok((v, Source::Waited));
+                        }
+                    }
+                    let v = compute()?;
+                    self.save(&key, &proof, &v);
+                    return Ok((v, Source::Computed));
+                }
+                Ok(false) => {
+                    if Instant::now() >= deadline {
+                        self.degrade(
+                            Event::WaitTimeout,
+                            &format!(
+                                "waited {:?} for another worker's result; computing it here",
+                                self.options.max_wait
+                            ),
+                        );
+                        let v = compute()?;
+                        self.save(&key, &proof, &v);
+                        return Ok((v, Source::Computed));
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(50));
+                    if let Lookup::Found(v) = self.lookup(&key, &id.graph, &proof) {
+                        self.count(Event::Waited);
+                        return Ok((v, Source::Waited));
+                    }
+                    // Try the lease again: it is free once the holder finished without a result
+                    // (it failed), released it, or died and let it expire.
+                }
+                Err(e) => {
+                    self.degrade(Event::StoreError, &e);
+                    let v = compute()?;
+                    self.save(&key, &proof, &v);
+                    return Ok((v, Source::Computed));
+                }
+            }
+        }
+    }
+
+    fn hold(&self, key: &str, owner: &str) -> HeldLease<'_> {
+        if let Ok(mut held) = self.keeper.held.lock() {
+            held.insert(key.to_string(), owner.to_string());
+        }
+        HeldLease {
+            cache: self,
+            key: key.to_string(),
+            owner: owner.to_string(),
+        }
+    }
+
+    fn lookup<V: CacheValue>(&self, key: &Key, graph: &ReducedGraph, proof: &[u8]) -> Lookup<V> {
+        let bytes = match self.store.get(&key.store) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Lookup::Absent,
+            Err(e) => {
+                self.degrade(Event::StoreError, &e);
+                return Lookup::Rejected;
+            }
+        };
+        let opened = match codec::open(&bytes, &key.text) {
+            Ok(opened) => opened,
+            Err(Refused::Corrupt) => {
+                self.degrade(Event::Corrupt, &"a cached value failed its checksum");
+                return Lookup::Rejected;
+            }
+            Err(Refused::OtherKey) => {
+                self.count(Event::CollisionRejected);
+                return Lookup::Rejected;
+            }
+        };
+        if opened.proof != proof {
+            let Ok(stored) = serde_json::from_slice::<ReducedGraph>(opened.proof) else {
+                self.degrade(Event::Corrupt, &"a cached proof graph does not decode");
+                return Lookup::Rejected;
+            };
+            if proven_equal(&stored, graph) != Some(true) {
+                self.count(Event::CollisionRejected);
+                return Lookup::Rejected;
+            }
+        }
+        match V::decode(opened.value) {
+            Some(v) => Lookup::Found(v),
+            None => {
+                self.degrade(Event::Corrupt, &"a cached value does not decode");
+                Lookup::Rejected
+            }
+        }
+    }
+
+    fn save<V: CacheValue>(&self, key: &Key, proof: &[u8], value: &V) {
+        let sealed = codec::seal(&key.text, proof, &value.encode());
+        if let Err(e) = self.store.put(&key.store, &sealed) {
+            self.degrade(Event::StoreError, &e);
+        }
+    }
+
+    /// Adds this process's counts to the store's persistent counters.
+    pub fn flush(&self) {
+        let deltas: Vec<(&str, u64)> = EVENTS
+            .iter()
+            .zip(&self.counts)
+            .map(|((_, name), c)| (*name, c.swap(0, Ordering::Relaxed)))
+            .collect();
+        if let Err(e) = self.store.add_counters(&deltas) {
+            // Put the counts back so a later flush can try again.
+            for (counter, (_, delta)) in self.counts.iter().zip(&deltas) {
+                counter.fetch_add(*delta, Ordering::Relaxed);
+            }
+            self.degrade(Event::StoreError, &e);
+        }
+    }
+
+    /// Statistics over every process that used the store (flushes this one's first).
+    pub fn stats(&self) -> Result<CacheStats, StoreError> {
+        self.flush();
+        let mut store = self.store.stats(RESULT_PREFIX)?;
+        let memo = self.store.stats(MEMO_PREFIX)?;
+        for (_, name) in EVENTS {
+            store.counters.entry(name.to_string()).or_insert(0);
+        }
+        Ok(CacheStats {
+            store,
+            recipe: RECIPE,
+            memo_entries: memo.entries,
+        })
+    }
+
+    /// Removes every cached result and memo, and the counters; returns how many results went.
+    pub fn clear(&self) -> Result<u64, StoreError> {
+        for c in &self.counts {
+            c.store(0, Ordering::Relaxed);
+        }
+        let results = self.store.clear(RESULT_PREFIX)?;
+        self.store.clear(MEMO_PREFIX)?;
+        Ok(results)
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests;

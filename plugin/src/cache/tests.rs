@@ -1,0 +1,307 @@
+//! Cache behaviour on the embedded store: proof before hit, keys that separate contexts, damage
+//! tolerated, single-flight across threads, degradation on a dead store.
+
+use super::*;
+use crate::qasm::parse;
+use crate::store::lmdb::LmdbStore;
+use crate::store::redis::{RedisOptions, RedisStore};
+use std::sync::atomic::AtomicUsize;
+
+fn circuit(body: &str, n: usize) -> Circuit {
+    parse(&format!(
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{n}];\n{body}"
+    ))
+    .expect("test circuit parses")
+}
+
+fn temp_cache(options: CacheOptions) -> (Cache, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "quargo-cache-test-{}-{}",
+        std::process::id(),
+        blake3::hash(
+            format!(
+                "{:?}{:?}",
+                std::time::Instant::now(),
+                std::thread::current().id()
+            )
+            .as_bytes()
+        )
+        .to_hex()
+    ));
+    let store: Arc<dyn Store> = Arc::new(LmdbStore::open(&dir, 64 << 20).expect("open"));
+    (Cache::new(store, options), dir)
+}
+
+fn probs(c: &Circuit) -> Result<Vec<f64>, String> {
+    let sim = crate::sim::Simulator::new();
+    Ok(sim
+        .run(c)
+        .map_err(|e| e.to_string())?
+        .probabilities()
+        .to_vec())
+}
+
+#[test]
+fn an_equivalent_circuit_hits_and_a_different_one_misses() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let kind = ResultKind::Probabilities;
+    let a = circuit("h q[0]; z q[0]; h q[0]; cx q[0],q[1];", 2);
+    let (pa, src) = cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
+    assert_eq!(src, Source::Computed);
+    // x = h z h, written differently: a proven hit, the same probabilities.
+    let b = circuit("x q[0]; cx q[0],q[1];", 2);
+    let (pb, src): (Vec<f64>, _) = cache
+        .get_or_compute(&b, &kind, || Err("must not compute".to_string()))
+        .expect("b");
+    assert_eq!(src, Source::Hit);
+    assert_eq!(pa, pb);
+    // x on the other qubit is another circuit.
+    let c = circuit("x q[1]; cx q[0],q[1];", 2);
+    let (pc, src) = cache.get_or_compute(&c, &kind, || probs(&c)).expect("c");
+    assert_eq!(src, Source::Computed);
+    assert_ne!(pa, pc);
+    assert_eq!(cache.local_count(Event::Hit), 1);
+    assert_eq!(cache.local_count(Event::Miss), 2);
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn every_context_field_separates_keys() {
+    let kinds = [
+        ResultKind::Probabilities,
+        ResultKind::Expectation {
+            observable: "ZZ".into(),
+        },
+        ResultKind::Expectation {
+            observable: "XZ".into(),
+        },
+        ResultKind::Counts {
+            shots: 100,
+            seed_policy: "seed=1".into(),
+        },
+        ResultKind::Counts {
+            shots: 100,
+            seed_policy: "seed=2".into(),
+        },
+        ResultKind::Counts {
+            shots: 101,
+            seed_policy: "seed=1".into(),
+        },
+        ResultKind::QpuCounts {
+            backend: "a".into(),
+            calibration_epoch: "e1".into(),
+            shots: 100,
+        },
+        ResultKind::QpuCounts {
+            backend: "a".into(),
+            calibration_epoch: "e2".into(),
+            shots: 100,
+        },
+        ResultKind::QpuCounts {
+            backend: "b".into(),
+            calibration_epoch: "e1".into(),
+            shots: 100,
+        },
+        // Field boundaries cannot be shifted to fake another key.
+        ResultKind::QpuCounts {
+            backend: "a;1".into(),
+            calibration_epoch: "e".into(),
+            shots: 100,
+        },
+    ];
+    let keys: HashSet<String> = kinds.iter().map(|k| result_key("d", k).store).collect();
+    assert_eq!(keys.len(), kinds.len());
+    assert_ne!(
+        result_key("d1", &ResultKind::Probabilities).store,
+        result_key("d2", &ResultKind::Probabilities).store
+    );
+}
+
+#[test]
+fn a_damaged_value_is_a_miss_and_is_recomputed() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let kind = ResultKind::Probabilities;
+    let a = circuit("h q[0];", 1);
+    let (good, _) = cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
+    let id = cache.circuit_id(&a).expect("id");
+    let key = result_key(&id.digest, &kind);
+    let mut bytes = cache.store().get(&key.store).expect("get").expect("stored");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    cache.store().put(&key.store, &bytes).expect("put");
+    let (again, src) = cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
+    assert_eq!(src, Source::Computed);
+    assert_eq!(again, good);
+    assert_eq!(cache.local_count(Event::Corrupt), 1);
+    // A truncated value too.
+    cache.store().put(&key.store, &bytes[..20]).expect("put");
+    let (_, src) = cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
+    assert_eq!(src, Source::Computed);
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn an_entry_whose_graph_is_not_proven_equal_is_rejected() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let kind = ResultKind::Probabilities;
+    let a = circuit("x q[0];", 2);
+    let b = circuit("x q[1];", 2);
+    let (id_a, id_b) = (
+        cache.circuit_id(&a).expect("a"),
+        cache.circuit_id(&b).expect("b"),
+    );
+    // Forge a collision: b's graph and a wrong answer stored under a's key.
+    let key = result_key(&id_a.digest, &kind);
+    let proof = serde_json::to_vec(&id_b.graph).expect("json");
+    let forged = codec::seal(&key.text, &proof, &vec![0.0, 0.0, 1.0, 0.0].encode());
+    cache.store().put(&key.store, &forged).expect("put");
+    let (p, src) = cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
+    assert_eq!(src, Source::Computed);
+    assert_eq!(p, vec![0.0, 1.0, 0.0, 0.0]);
+    assert_eq!(cache.local_count(Event::CollisionRejected), 1);
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn concurrent_misses_compute_once() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let computed = AtomicUsize::new(0);
+    let a = circuit("h q[0]; cx q[0],q[1]; rz(0.3) q[1];", 2);
+    let results: Vec<(Vec<f64>, Source)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    cache
+                        .get_or_compute(&a, &ResultKind::Probabilities, || {
+                            computed.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(300));
+                            probs(&a)
+                        })
+                        .expect("result")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(computed.load(Ordering::SeqCst), 1);
+    assert!(results.iter().all(|(p, _)| *p == results[0].0));
+    assert_eq!(
+        results
+            .iter()
+            .filter(|(_, s)| *s == Source::Computed)
+            .count(),
+        1
+    );
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn when_the_lease_holder_fails_a_waiter_computes() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let a = circuit("h q[0];", 1);
+    let attempts = AtomicUsize::new(0);
+    let outcomes: Vec<Result<(Vec<f64>, Source), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    cache.get_or_compute(&a, &ResultKind::Probabilities, || {
+                        std::thread::sleep(Duration::from_millis(200));
+                        if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                            Err("first worker fails".to_string())
+                        } else {
+                            probs(&a)
+                        }
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 1);
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_waiter_whose_holder_outlives_max_wait_computes_itself() {
+    let (cache, dir) = temp_cache(CacheOptions {
+        lease_ttl: Duration::from_secs(30),
+        max_wait: Duration::from_millis(200),
+    });
+    let a = circuit("h q[0];", 1);
+    let id = cache.circuit_id(&a).expect("id");
+    let key = result_key(&id.digest, &ResultKind::Probabilities);
+    // A live holder (this process) that never finishes.
+    assert!(cache
+        .store()
+        .try_lease(&key.store, "stuck-worker", Duration::from_secs(30))
+        .expect("lease"));
+    let started = Instant::now();
+    let (p, src) = cache
+        .get_or_compute(&a, &ResultKind::Probabilities, || probs(&a))
+        .expect("a");
+    assert_eq!(src, Source::Computed);
+    assert!((p[0] - 0.5).abs() < 1e-12);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(cache.local_count(Event::WaitTimeout), 1);
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_dead_store_degrades_to_computing() {
+    let store: Arc<dyn Store> = Arc::new(
+        RedisStore::open(
+            "redis://127.0.0.1:1/0",
+            RedisOptions {
+                op_timeout: Duration::from_millis(200),
+                connect_timeout: Duration::from_millis(100),
+            },
+        )
+        .expect("lazy open"),
+    );
+    let cache = Cache::new(store, CacheOptions::default());
+    let a = circuit("h q[0]; cx q[0],q[1];", 2);
+    let (p, src) = cache
+        .get_or_compute(&a, &ResultKind::Probabilities, || probs(&a))
+        .expect("computed despite the store");
+    assert_eq!(src, Source::Computed);
+    assert!((p[0] - 0.5).abs() < 1e-12 && (p[3] - 0.5).abs() < 1e-12);
+    assert!(cache.local_count(Event::StoreError) >= 1);
+}
+
+#[test]
+fn stats_and_clear() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let a = circuit("h q[0];", 1);
+    cache
+        .get_or_compute(&a, &ResultKind::Probabilities, || probs(&a))
+        .expect("a");
+    cache
+        .get_or_compute(&a, &ResultKind::Probabilities, || probs(&a))
+        .expect("a");
+    let stats = cache.stats().expect("stats");
+    assert_eq!(stats.store.entries, 1);
+    assert!(stats.store.bytes > 16);
+    assert_eq!(stats.store.counters["hits"], 1);
+    assert_eq!(stats.store.counters["misses"], 1);
+    assert_eq!(stats.memo_entries, 1);
+    assert_eq!(cache.clear().expect("clear"), 1);
+    let stats = cache.stats().expect("stats");
+    assert_eq!((stats.store.entries, stats.memo_entries), (0, 0));
+    assert_eq!(stats.store.counters["hits"], 0);
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}

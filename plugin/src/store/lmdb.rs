@@ -1,0 +1,604 @@
+//! The embedded store: LMDB through heed. Several processes on one host may share a directory
+//! (LMDB's lock file serialises writers across processes; readers never block).
+//!
+//! Layout, four databases in one environment:
+//! - `values`: key -> write sequence (u64 BE) ++ value bytes
+//! - `order`: write sequence (u64 BE) -> key, oldest first: the eviction queue
+//! - `leases`: key -> expiry ms (u64 LE) ++ pid (u32 LE) ++ owner
+//! - `meta`: `seq`, `bytes` and `counter:NAME` -> u64 LE
+//!
+//! Size bound: the map size is the bound. Puts evict the oldest-written entries once the values
+//! take more than half of it (LMDB needs head room for its B-tree, overflow pages and the pages
+//! freed by readers still open). Values read since the last write move to the back of the queue at
+//! the next write, so eviction approximates least-recently-used without a write per read.
+//! A put that still finds the map full evicts half of what is left and tries once more.
+
+use super::{now_ms, Store, StoreError, StoreStats};
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+type Db = Database<'static, Bytes, Bytes>;
+
+struct Shared {
+    env: &'static Env,
+    values: Db,
+    order: Db,
+    leases: Db,
+    meta: Db,
+    map_size: u64,
+}
+
+/// LMDB allows one environment per path per process, so environments are opened once and shared
+/// by every [`LmdbStore`] on that path (they live as long as the process).
+fn registry() -> &'static Mutex<HashMap<PathBuf, &'static Shared>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, &'static Shared>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+pub struct LmdbStore {
+    shared: &'static Shared,
+    path: PathBuf,
+    /// Keys read since the last write, re-queued as recently used by the next write.
+    touched: Mutex<Vec<Vec<u8>>>,
+}
+
+const SEQ: &[u8] = b"seq";
+const BYTES: &[u8] = b"bytes";
+const COUNTER_PREFIX: &str = "counter:";
+/// Per-entry bookkeeping charged on top of key and value (B-tree node, order entry).
+const ENTRY_OVERHEAD: u64 = 64;
+
+fn charge(key: &[u8], value_len: usize) -> u64 {
+    key.len() as u64 * 2 + value_len as u64 + ENTRY_OVERHEAD
+}
+
+/// Keys under `prefix` (LMDB refuses an empty key as a range start, so "" means all keys).
+fn keys_under(db: &Db, txn: &heed::RoTxn<'_>, prefix: &[u8]) -> Result<Vec<Vec<u8>>, heed::Error> {
+    let mut keys = Vec::new();
+    if prefix.is_empty() {
+        for item in db.iter(txn)? {
+            keys.push(item?.0.to_vec());
+        }
+    } else {
+        for item in db.prefix_iter(txn, prefix)? {
+            keys.push(item?.0.to_vec());
+        }
+    }
+    Ok(keys)
+}
+
+fn read_u64(bytes: Option<&[u8]>) -> u64 {
+    bytes
+        .and_then(|b| b.get(..8))
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0)
+}
+
+impl LmdbStore {
+    /// Opens (creating) the store in `dir` with a map of `max_bytes`.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<LmdbStore, StoreError> {
+        let lmdb_err = |message: String| StoreError::Lmdb {
+            path: dir.to_path_buf(),
+            message,
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| lmdb_err(format!("cannot create the directory: {e}")))?;
+        let canonical = dir
+            .canonicalize()
+            .map_err(|e| lmdb_err(format!("cannot resolve the directory: {e}")))?;
+        let mut registry = registry()
+            .lock()
+            .map_err(|_| lmdb_err("the store registry was poisoned by a panic".into()))?;
+        let shared = match registry.get(&canonical) {
+            Some(shared) => *shared,
+            None => {
+                let shared: &'static Shared =
+                    Box::leak(Box::new(Self::open_env(&canonical, max_bytes)?));
+                registry.insert(canonical.clone(), shared);
+                shared
+            }
+        };
+        Ok(LmdbStore {
+            shared,
+            path: canonical,
+            touched: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn open_env(dir: &Path, max_bytes: u64) -> Result<Shared, StoreError> {
+        let lmdb_err = |e: heed::Error| StoreError::Lmdb {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        };
+        let page = 4096u64;
+        let map_size = max_bytes.max(1 << 20).div_ceil(page) * page;
+        let mut options = EnvOpenOptions::new();
+        options
+            .map_size(map_size as usize)
+            .max_dbs(8)
+            .max_readers(512);
+        // SAFETY: heed requires the caller to promise that the environment is not opened twice in
+        // this process (the registry above guarantees it) and that the files are not modified by
+        // anything but LMDB. NO_META_SYNC keeps integrity; a system crash may lose the last commit.
+        let env = unsafe {
+            options.flags(EnvFlags::NO_META_SYNC);
+            options.open(dir)
+        }
+        .map_err(lmdb_err)?;
+        let env: &'static Env = Box::leak(Box::new(env));
+        let wtxn = env.write_txn().map_err(lmdb_err)?;
+        let created = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
+                let [values, order, leases, meta] = ["values", "order", "leases", "meta"]
+                    .map(|name| opener.create_database::<Bytes, Bytes>(wtxn, Some(name)));
+                Ok(CommitOrAbort::<_, ()>::Commit([
+                    values?, order?, leases?, meta?,
+                ]))
+            })
+            .map_err(lmdb_err)?;
+        let CommitOrAbort::Commit([values, order, leases, meta]) = created else {
+            return Err(StoreError::Lmdb {
+                path: dir.to_path_buf(),
+                message: "creating the databases was aborted".into(),
+            });
+        };
+        // A map made larger by another process wins: LMDB adopts the file's size when it is larger.
+        let map_size = map_size.max(env.info().map_size as u64);
+        Ok(Shared {
+            env,
+            values,
+            order,
+            leases,
+            meta,
+            map_size,
+        })
+    }
+
+    fn err(&self, e: heed::Error) -> StoreError {
+        match e {
+            heed::Error::Mdb(MdbError::MapFull) => StoreError::Full {
+                map_size: self.shared.map_size,
+            },
+            other => StoreError::Lmdb {
+                path: self.path.clone(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// Runs `f` in a write transaction and commits; on a full map, evicts and tries once more.
+    fn write<T>(
+        &self,
+        f: impl Fn(&Self, &mut RwTxn<'static>) -> Result<T, heed::Error>,
+    ) -> Result<T, StoreError> {
+        match self.try_write(&f) {
+            Err(heed::Error::Mdb(MdbError::MapFull)) => {
+                tracing::warn!(path = %self.path.display(), "LMDB map full: evicting half of the entries");
+                self.try_write(&|s: &Self, txn: &mut RwTxn<'static>| {
+                    let bytes = read_u64(s.shared.meta.get(txn, BYTES)?);
+                    s.evict(txn, bytes / 2)
+                })
+                .map_err(|e| self.err(e))?;
+                self.try_write(&f).map_err(|e| self.err(e))
+            }
+            other => other.map_err(|e| self.err(e)),
+        }
+    }
+
+    fn try_write<T>(
+        &self,
+        f: &impl Fn(&Self, &mut RwTxn<'static>) -> Result<T, heed::Error>,
+    ) -> Result<T, heed::Error> {
+        let mut txn = self.shared.env.write_txn()?;
+        self.requeue_touched(&mut txn)?;
+        let out = f(self, &mut txn)?;
+        txn.commit()?;
+        Ok(out)
+    }
+
+    fn next_seq(&self, txn: &mut RwTxn<'static>) -> Result<u64, heed::Error> {
+        let seq = read_u64(self.shared.meta.get(txn, SEQ)?) + 1;
+        self.shared.meta.put(txn, SEQ, &seq.to_le_bytes())?;
+        Ok(seq)
+    }
+
+    fn add_meta(
+        &self,
+        txn: &mut RwTxn<'static>,
+        name: &[u8],
+        delta: i64,
+    ) -> Result<u64, heed::Error> {
+        let value = read_u64(self.shared.meta.get(txn, name)?).saturating_add_signed(delta);
+        self.shared.meta.put(txn, name, &value.to_le_bytes())?;
+        Ok(value)
+    }
+
+    fn requeue_touched(&self, txn: &mut RwTxn<'static>) -> Result<(), heed::Error> {
+        let touched = match self.touched.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => return Ok(()),
+        };
+        for key in touched {
+            let Some(stored) = self.shared.values.get(txn, &key)? else {
+                continue;
+            };
+            let (old_seq, value) = stored.split_at(8);
+            let value = value.to_vec();
+            let old_seq = old_seq.to_vec();
+            let seq = self.next_seq(txn)?;
+            self.shared.order.delete(txn, &old_seq)?;
+            self.shared.order.put(txn, &seq.to_be_bytes(), &key)?;
+            let mut entry = seq.to_be_bytes().to_vec();
+            entry.extend_from_slice(&value);
+            self.shared.values.put(txn, &key, &entry)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the oldest entries until at least `target` bytes are freed.
+    fn evict(&self, txn: &mut RwTxn<'static>, target: u64) -> Result<(), heed::Error> {
+        let mut freed = 0u64;
+        let mut victims = Vec::new();
+        for item in self.shared.order.iter(txn)? {
+            if freed >= target {
+                break;
+            }
+            let (seq, key) = item?;
+            let len = self
+                .shared
+                .values
+                .get(txn, key)?
+                .map(|v| v.len().saturating_sub(8))
+                .unwrap_or(0);
+            freed += charge(key, len);
+            victims.push((seq.to_vec(), key.to_vec()));
+        }
+        for (seq, key) in &victims {
+            self.shared.order.delete(txn, seq)?;
+            self.shared.values.delete(txn, key)?;
+        }
+        self.add_meta(txn, BYTES, -(freed as i64))?;
+        self.add_meta(txn, b"counter:evicted", victims.len() as i64)?;
+        Ok(())
+    }
+
+    fn put_in(&self, txn: &mut RwTxn<'static>, key: &str, value: &[u8]) -> Result<(), heed::Error> {
+        let key = key.as_bytes();
+        if let Some(old) = self.shared.values.get(txn, key)? {
+            let old_seq = old[..8.min(old.len())].to_vec();
+            let old_len = old.len().saturating_sub(8);
+            self.shared.order.delete(txn, &old_seq)?;
+            self.add_meta(txn, BYTES, -(charge(key, old_len) as i64))?;
+        }
+        let seq = self.next_seq(txn)?;
+        let mut entry = Vec::with_capacity(8 + value.len());
+        entry.extend_from_slice(&seq.to_be_bytes());
+        entry.extend_from_slice(value);
+        self.shared.values.put(txn, key, &entry)?;
+        self.shared.order.put(txn, &seq.to_be_bytes(), key)?;
+        let bytes = self.add_meta(txn, BYTES, charge(key, value.len()) as i64)?;
+        let high = self.shared.map_size / 2;
+        if bytes > high {
+            self.evict(txn, bytes - high * 3 / 4)?;
+        }
+        Ok(())
+    }
+
+    fn lease_live(&self, stored: &[u8]) -> bool {
+        if stored.len() < 12 {
+            return false;
+        }
+        let expiry = read_u64(Some(stored));
+        let pid = u32::from_le_bytes([stored[8], stored[9], stored[10], stored[11]]);
+        expiry > now_ms() && process_alive(pid)
+    }
+}
+
+/// A lease whose holder process is gone is dead at once (LMDB is local, so the pid is meaningful).
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+fn lease_record(owner: &str, ttl: Duration) -> Vec<u8> {
+    let mut record = (now_ms() + ttl.as_millis() as u64).to_le_bytes().to_vec();
+    record.extend_from_slice(&std::process::id().to_le_bytes());
+    record.extend_from_slice(owner.as_bytes());
+    record
+}
+
+fn lease_owner(stored: &[u8]) -> &[u8] {
+    stored.get(12..).unwrap_or(&[])
+}
+
+impl Store for LmdbStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.shared.env.read_txn().map_err(|e| self.err(e))?;
+        let value = self
+            .shared
+            .values
+            .get(&txn, key.as_bytes())
+            .map_err(|e| self.err(e))?
+            .and_then(|v| v.get(8..))
+            .map(<[u8]>::to_vec);
+        if value.is_some() {
+            if let Ok(mut touched) = self.touched.lock() {
+                if touched.len() < 4096 {
+                    touched.push(key.as_bytes().to_vec());
+                }
+            }
+        }
+        Ok(value)
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.write(|s, txn| s.put_in(txn, key, value))
+    }
+
+    fn put_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        self.write(|s, txn| {
+            if s.shared.values.get(txn, key.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            s.put_in(txn, key, value)?;
+            Ok(true)
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.write(|s, txn| {
+            let key = key.as_bytes();
+            if let Some(old) = s.shared.values.get(txn, key)? {
+                let old_seq = old[..8.min(old.len())].to_vec();
+                let old_len = old.len().saturating_sub(8);
+                s.shared.order.delete(txn, &old_seq)?;
+                s.shared.values.delete(txn, key)?;
+                s.add_meta(txn, BYTES, -(charge(key, old_len) as i64))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn try_lease(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.write(|s, txn| {
+            if let Some(stored) = s.shared.leases.get(txn, key.as_bytes())? {
+                if s.lease_live(stored) && lease_owner(stored) != owner.as_bytes() {
+                    return Ok(false);
+                }
+            }
+            s.shared
+                .leases
+                .put(txn, key.as_bytes(), &lease_record(owner, ttl))?;
+            Ok(true)
+        })
+    }
+
+    fn renew_lease(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.write(|s, txn| {
+            let held = match s.shared.leases.get(txn, key.as_bytes())? {
+                Some(stored) => lease_owner(stored) == owner.as_bytes(),
+                None => false,
+            };
+            if held {
+                s.shared
+                    .leases
+                    .put(txn, key.as_bytes(), &lease_record(owner, ttl))?;
+            }
+            Ok(held)
+        })
+    }
+
+    fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.write(|s, txn| {
+            let held = match s.shared.leases.get(txn, key.as_bytes())? {
+                Some(stored) => lease_owner(stored) == owner.as_bytes(),
+                None => false,
+            };
+            if held {
+                s.shared.leases.delete(txn, key.as_bytes())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn lease_held(&self, key: &str) -> Result<bool, StoreError> {
+        let txn = self.shared.env.read_txn().map_err(|e| self.err(e))?;
+        let stored = self
+            .shared
+            .leases
+            .get(&txn, key.as_bytes())
+            .map_err(|e| self.err(e))?;
+        Ok(stored.is_some_and(|s| self.lease_live(s)))
+    }
+
+    fn add_counters(&self, deltas: &[(&str, u64)]) -> Result<(), StoreError> {
+        if deltas.iter().all(|(_, d)| *d == 0) {
+            return Ok(());
+        }
+        self.write(|s, txn| {
+            for (name, delta) in deltas {
+                let key = format!("{COUNTER_PREFIX}{name}");
+                s.add_meta(txn, key.as_bytes(), *delta as i64)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn stats(&self, prefix: &str) -> Result<StoreStats, StoreError> {
+        let txn = self.shared.env.read_txn().map_err(|e| self.err(e))?;
+        let mut stats = StoreStats {
+            location: self.location(),
+            max_bytes: Some(self.shared.map_size / 2),
+            ..Default::default()
+        };
+        let keys =
+            keys_under(&self.shared.values, &txn, prefix.as_bytes()).map_err(|e| self.err(e))?;
+        for key in keys {
+            let value = self
+                .shared
+                .values
+                .get(&txn, &key)
+                .map_err(|e| self.err(e))?;
+            stats.entries += 1;
+            stats.bytes += value.map_or(0, |v| v.len().saturating_sub(8)) as u64;
+        }
+        for item in self
+            .shared
+            .meta
+            .prefix_iter(&txn, COUNTER_PREFIX.as_bytes())
+            .map_err(|e| self.err(e))?
+        {
+            let (name, value) = item.map_err(|e| self.err(e))?;
+            let name = String::from_utf8_lossy(&name[COUNTER_PREFIX.len()..]).into_owned();
+            stats.counters.insert(name, read_u64(Some(value)));
+        }
+        Ok(stats)
+    }
+
+    fn clear(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.write(|s, txn| {
+            let keys = keys_under(&s.shared.values, txn, prefix.as_bytes())?;
+            for key in &keys {
+                if let Some(old) = s.shared.values.get(txn, key)? {
+                    let old_seq = old[..8.min(old.len())].to_vec();
+                    let old_len = old.len().saturating_sub(8);
+                    s.shared.order.delete(txn, &old_seq)?;
+                    s.add_meta(txn, BYTES, -(charge(key, old_len) as i64))?;
+                }
+                s.shared.values.delete(txn, key)?;
+            }
+            let leases = keys_under(&s.shared.leases, txn, prefix.as_bytes())?;
+            for key in &leases {
+                s.shared.leases.delete(txn, key)?;
+            }
+            let counters: Vec<Vec<u8>> = s
+                .shared
+                .meta
+                .prefix_iter(txn, COUNTER_PREFIX.as_bytes())?
+                .map(|item| item.map(|(k, _)| k.to_vec()))
+                .collect::<Result<_, _>>()?;
+            for key in &counters {
+                s.shared.meta.delete(txn, key)?;
+            }
+            Ok(keys.len() as u64)
+        })
+    }
+
+    fn location(&self) -> String {
+        format!("lmdb://{}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store(max_bytes: u64) -> (LmdbStore, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "quargo-lmdb-test-{}-{}",
+            std::process::id(),
+            blake3::hash(format!("{:?}", std::time::Instant::now()).as_bytes()).to_hex()
+        ));
+        (LmdbStore::open(&dir, max_bytes).expect("open"), dir)
+    }
+
+    #[test]
+    fn put_get_replace_delete() {
+        let (store, dir) = temp_store(8 << 20);
+        assert_eq!(store.get("a").expect("get"), None);
+        store.put("a", b"one").expect("put");
+        assert_eq!(store.get("a").expect("get").as_deref(), Some(&b"one"[..]));
+        store.put("a", b"two!").expect("put");
+        assert_eq!(store.get("a").expect("get").as_deref(), Some(&b"two!"[..]));
+        assert!(!store.put_if_absent("a", b"three").expect("put"));
+        assert!(store.put_if_absent("b", b"three").expect("put"));
+        let stats = store.stats("").expect("stats");
+        assert_eq!((stats.entries, stats.bytes), (2, 9));
+        store.delete("a").expect("delete");
+        assert_eq!(store.get("a").expect("get"), None);
+        assert_eq!(store.clear("").expect("clear"), 1);
+        assert_eq!(store.stats("").expect("stats").entries, 0);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn leases_are_exclusive_until_released_or_expired() {
+        let (store, dir) = temp_store(8 << 20);
+        let ttl = Duration::from_millis(300);
+        assert!(store.try_lease("k", "alice", ttl).expect("lease"));
+        assert!(!store.try_lease("k", "bob", ttl).expect("lease"));
+        assert!(store.lease_held("k").expect("held"));
+        assert!(store.renew_lease("k", "alice", ttl).expect("renew"));
+        assert!(!store.renew_lease("k", "bob", ttl).expect("renew"));
+        store.release_lease("k", "bob").expect("release");
+        assert!(store.lease_held("k").expect("held"));
+        store.release_lease("k", "alice").expect("release");
+        assert!(!store.lease_held("k").expect("held"));
+        assert!(store.try_lease("k", "bob", ttl).expect("lease"));
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(!store.lease_held("k").expect("held"));
+        assert!(store.try_lease("k", "carol", ttl).expect("lease"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_dead_holders_lease_is_not_live() {
+        let (store, dir) = temp_store(8 << 20);
+        // A pid that cannot exist (above Linux's pid_max limit).
+        let mut record = (now_ms() + 60_000).to_le_bytes().to_vec();
+        record.extend_from_slice(&(u32::MAX - 1).to_le_bytes());
+        record.extend_from_slice(b"ghost");
+        store
+            .write(|s, txn| s.shared.leases.put(txn, b"k", &record))
+            .expect("write");
+        assert!(!store.lease_held("k").expect("held"));
+        assert!(store
+            .try_lease("k", "me", Duration::from_secs(5))
+            .expect("lease"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_size_bound_evicts_least_recently_used_first() {
+        let (store, dir) = temp_store(1 << 20);
+        let value = vec![7u8; 20_000];
+        store.put("first", &value).expect("put");
+        store.put("second", &value).expect("put");
+        for i in 0..60 {
+            // Reading "first" keeps it recent; "second" is never read and ages out.
+            assert!(
+                store.get("first").expect("get").is_some(),
+                "first evicted at {i}"
+            );
+            store.put(&format!("filler{i}"), &value).expect("put");
+        }
+        let stats = store.stats("").expect("stats");
+        assert!(stats.bytes <= (1 << 20) / 2, "bytes {}", stats.bytes);
+        assert!(stats.counters.get("evicted").copied().unwrap_or(0) > 0);
+        assert_eq!(store.get("second").expect("get"), None);
+        assert!(store.get("filler59").expect("get").is_some());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn counters_add_up() {
+        let (store, dir) = temp_store(8 << 20);
+        store
+            .add_counters(&[("hits", 2), ("misses", 1)])
+            .expect("add");
+        store.add_counters(&[("hits", 3)]).expect("add");
+        let stats = store.stats("").expect("stats");
+        assert_eq!(stats.counters.get("hits"), Some(&5));
+        assert_eq!(stats.counters.get("misses"), Some(&1));
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
