@@ -1,0 +1,253 @@
+//! The cache on a real Redis server (`redis-server` from the distribution, started here on a free
+//! loopback port): the store contract, single-flight across threads and processes, and a Redis
+//! that is killed and restarted in the middle of a run.
+
+use quargo::cache::{Cache, CacheOptions, Event, ResultKind, Source};
+use quargo::circuit::Circuit;
+use quargo::store::redis::{RedisOptions, RedisStore};
+use quargo::store::Store;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = RedisServer { port, child: None };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server must be installed (apt-get install redis-server; .ci/run does it)",
+            );
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn store(url: &str) -> Arc<dyn Store> {
+    Arc::new(
+        RedisStore::open(
+            url,
+            RedisOptions {
+                op_timeout: Duration::from_millis(500),
+                connect_timeout: Duration::from_millis(200),
+            },
+        )
+        .expect("open"),
+    )
+}
+
+fn circuit(body: &str, n: usize) -> Circuit {
+    quargo::qasm::parse(&format!(
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{n}];\n{body}"
+    ))
+    .expect("parses")
+}
+
+fn probs(c: &Circuit) -> Result<Vec<f64>, String> {
+    Ok(quargo::sim::Simulator::new()
+        .run(c)
+        .map_err(|e| e.to_string())?
+        .probabilities()
+        .to_vec())
+}
+
+#[test]
+fn the_store_contract_holds_on_redis() {
+    let server = RedisServer::start();
+    let s = store(&server.url());
+    assert_eq!(s.get("a").expect("get"), None);
+    s.put("a", b"one").expect("put");
+    assert_eq!(s.get("a").expect("get").as_deref(), Some(&b"one"[..]));
+    assert!(!s.put_if_absent("a", b"two").expect("nx"));
+    assert!(s.put_if_absent("b", b"two").expect("nx"));
+    let ttl = Duration::from_millis(400);
+    assert!(s.try_lease("a", "alice", ttl).expect("lease"));
+    assert!(!s.try_lease("a", "bob", ttl).expect("lease"));
+    assert!(s.try_lease("a", "alice", ttl).expect("re-entrant"));
+    assert!(s.renew_lease("a", "alice", ttl).expect("renew"));
+    assert!(!s.renew_lease("a", "bob", ttl).expect("renew"));
+    s.release_lease("a", "bob").expect("release");
+    assert!(s.lease_held("a").expect("held"));
+    s.release_lease("a", "alice").expect("release");
+    assert!(!s.lease_held("a").expect("held"));
+    assert!(s.try_lease("a", "bob", ttl).expect("lease"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!s.lease_held("a").expect("expired"));
+    s.add_counters(&[("hits", 2), ("misses", 1)])
+        .expect("count");
+    s.add_counters(&[("hits", 1)]).expect("count");
+    let stats = s.stats("").expect("stats");
+    assert_eq!((stats.entries, stats.bytes), (2, 6));
+    assert_eq!(stats.counters["hits"], 3);
+    s.delete("a").expect("delete");
+    assert_eq!(s.get("a").expect("get"), None);
+    assert_eq!(s.clear("").expect("clear"), 1);
+    assert_eq!(s.stats("").expect("stats").entries, 0);
+}
+
+#[test]
+fn threads_on_one_redis_compute_each_key_once() {
+    let server = RedisServer::start();
+    let cache = Cache::new(store(&server.url()), CacheOptions::default());
+    let computed = AtomicUsize::new(0);
+    let a = circuit("h q[0]; cx q[0],q[1]; t q[1]; h q[1];", 2);
+    let expected = probs(&a).expect("direct");
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                let (p, _) = cache
+                    .get_or_compute(&a, &ResultKind::Probabilities, || {
+                        computed.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(300));
+                        probs(&a)
+                    })
+                    .expect("result");
+                assert_eq!(p, expected);
+            });
+        }
+    });
+    assert_eq!(computed.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.local_count(Event::Miss), 16);
+    assert_eq!(cache.local_count(Event::Waited), 15);
+}
+
+#[test]
+fn processes_on_one_redis_compute_each_variant_once() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let args = [
+        "run",
+        "examples/qaoa_ring8.qasm",
+        "--max-qubits",
+        "5",
+        "--cache",
+        &url,
+    ];
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_quargo"))
+                .args(args)
+                .current_dir(&root)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut simulated = 0;
+    let mut first_probabilities = None;
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        simulated += v["report"]["circuits_simulated"].as_u64().expect("count");
+        let p = v["probabilities"].clone();
+        assert_eq!(first_probabilities.get_or_insert(p.clone()), &p);
+    }
+    let stats = store(&url).stats("r/").expect("stats");
+    assert!(stats.entries > 0);
+    assert_eq!(simulated, stats.entries);
+}
+
+#[test]
+fn a_run_survives_redis_being_killed_and_restarted() {
+    let mut server = RedisServer::start();
+    let cache = Cache::new(store(&server.url()), CacheOptions::default());
+    let circuits: Vec<Circuit> = (0..60)
+        .map(|i| {
+            circuit(
+                &format!(
+                    "h q[0]; rz({}) q[0]; cx q[0],q[1]; h q[0];",
+                    0.01 * (i + 1) as f64
+                ),
+                2,
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let results = std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            circuits
+                .iter()
+                .map(|c| {
+                    cache
+                        .get_or_compute(c, &ResultKind::Probabilities, || {
+                            std::thread::sleep(Duration::from_millis(25));
+                            probs(c)
+                        })
+                        .expect("always an answer")
+                })
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        server.kill();
+        std::thread::sleep(Duration::from_millis(600));
+        server.spawn();
+        worker.join().expect("worker")
+    });
+    assert!(started.elapsed() < Duration::from_secs(30));
+    for (c, (p, _)) in circuits.iter().zip(&results) {
+        assert_eq!(
+            *p,
+            probs(c).expect("direct"),
+            "a wrong answer after the restart"
+        );
+    }
+    assert!(
+        cache.local_count(Event::StoreError) > 0,
+        "the outage was not noticed"
+    );
+    // After the restart the cache works again: the last results were stored and now hit.
+    let last = circuits.last().expect("circuits");
+    let (_, source) = cache
+        .get_or_compute(last, &ResultKind::Probabilities, || probs(last))
+        .expect("last");
+    assert_eq!(source, Source::Hit);
+}
