@@ -18,6 +18,11 @@ demo: check-tools build
 	$(BIN) cut examples/two_blocks.qasm --max-qubits 4
 	@echo "== quargo run examples/two_blocks.qasm --max-qubits 4 --shots 4000 --seed 1 --observable ZZZZZZZ"
 	$(BIN) run examples/two_blocks.qasm --max-qubits 4 --shots 4000 --seed 1 --observable ZZZZZZZ --no-probabilities
+	@echo "== the semantic cache (embedded LMDB): a cold run, then the same run warm, then stats"
+	$(BIN) cache clear --cache lmdb://target/demo-cache
+	$(BIN) run examples/qaoa_ring8.qasm --max-qubits 5 --cache lmdb://target/demo-cache | grep -o '"circuits_simulated":[0-9]*,"cache_hits":[0-9]*'
+	$(BIN) run examples/qaoa_ring8.qasm --max-qubits 5 --cache lmdb://target/demo-cache | grep -o '"circuits_simulated":[0-9]*,"cache_hits":[0-9]*'
+	$(BIN) cache stats --cache lmdb://target/demo-cache
 
 check-tools:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install Rust (https://rustup.rs) first"; exit 1; }
@@ -54,10 +59,13 @@ bench-cut: $(VENV)/.ready build
 	$(CARGO) bench --locked --bench cut_finder
 	$(PY) bench/cut_vs_addon.py
 
-# Circuit-ID cost vs the published recipe (pyzx full_reduce + networkx WL), bench/id_vs_pyzx.py.
+# Circuit-ID cost vs the published recipe (pyzx full_reduce + networkx WL), bench/id_vs_pyzx.py,
+# then hit rate and speed-up on cutting runs, cold vs warm, LMDB vs Redis, 1/2/8 workers
+# (needs redis-server on PATH).
 bench-cache: $(VENV)/.ready
 	$(CARGO) bench --locked --no-run --bench cache_id
 	$(PY) bench/id_vs_pyzx.py
+	$(CARGO) bench --locked --bench cache_hits
 
 bench: bench-sim bench-cut bench-cache
 

@@ -70,6 +70,10 @@ pub enum RunError {
         cuts: usize,
         limit: u128,
     },
+    #[error("the cut plan does not fit the circuit: {0}")]
+    Plan(String),
+    #[error("{missing} fragment variants have no result in the store; run the simulate step for every batch first")]
+    MissingResults { missing: usize },
     #[error("the full distribution over {num_qubits} qubits with {cuts} cuts costs 4^{cuts} * 2^{num_qubits} terms and {bytes} bytes, too much for this machine; ask for expectation values instead (--observable ... --no-probabilities)")]
     DistributionTooLarge {
         num_qubits: usize,
@@ -190,16 +194,70 @@ fn derive_seed(seed: u64, setting: usize, id: &str) -> u64 {
     u64::from_le_bytes(bytes.as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
-/// Runs the whole pipeline. Every distinct variant's exact probabilities come from `cache` when it
-/// holds them (proven equal), else they are simulated and stored. `progress(done, total)` is
-/// called as variants finish.
-pub fn run(
+/// A cut plan with every fragment variant it needs, per readout setting: the input of the
+/// simulate stage and of reconstruction. Deterministic for a circuit, cuts and options.
+pub struct Prepared {
+    pub plan: CutPlan,
+    /// Readout settings: all-Z for the distribution, one per basis pattern of the observables.
+    settings: Vec<Setting>,
+    z_setting: Option<usize>,
+    /// Per observable: (setting index, coefficient, mask) per term.
+    observable_terms: Vec<Vec<(usize, f64, usize)>>,
+    /// Variants per (setting, fragment), in reconstruction order.
+    pub work: Vec<Vec<Vec<crate::cut::Variant>>>,
+    pub cut_seconds: f64,
+}
+
+impl Prepared {
+    /// Distinct variant circuits by content ID, sorted by ID.
+    pub fn distinct_circuits(&self) -> Vec<(&str, &Circuit)> {
+        let mut unique: HashMap<&str, &Circuit> = HashMap::new();
+        for v in self.work.iter().flatten().flatten() {
+            unique.entry(v.id.as_str()).or_insert(&v.circuit);
+        }
+        let mut u: Vec<_> = unique.into_iter().collect();
+        u.sort_unstable_by_key(|(id, _)| *id);
+        u
+    }
+
+    /// (qubit, position) of each cut: with the circuit, all that is needed to prepare again.
+    pub fn cut_positions(&self) -> Vec<(usize, usize)> {
+        self.plan
+            .cuts
+            .iter()
+            .map(|c| (c.qubit, c.position))
+            .collect()
+    }
+}
+
+/// Finds cuts and prepares every variant.
+pub fn prepare(
     circuit: &Circuit,
     options: &RunOptions,
     sim: &Simulator,
-    cache: Option<&Cache>,
-    progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<RunOutput, RunError> {
+) -> Result<Prepared, RunError> {
+    check_observables(circuit, options)?;
+    let started = Instant::now();
+    let mut find = FindOptions::new(options.max_qubits);
+    find.max_cuts = options.max_cuts;
+    let plan = find_cuts(circuit, find)?;
+    let cut_seconds = started.elapsed().as_secs_f64();
+    prepare_plan(circuit, plan, options, sim, cut_seconds)
+}
+
+/// Prepares the variants of a plan given by its cut positions (as [`Prepared::cut_positions`]).
+pub fn prepare_with_cuts(
+    circuit: &Circuit,
+    cuts: &[(usize, usize)],
+    options: &RunOptions,
+    sim: &Simulator,
+) -> Result<Prepared, RunError> {
+    check_observables(circuit, options)?;
+    let plan = CutPlan::from_cuts(circuit, cuts).map_err(|e| RunError::Plan(e.to_string()))?;
+    prepare_plan(circuit, plan, options, sim, 0.0)
+}
+
+fn check_observables(circuit: &Circuit, options: &RunOptions) -> Result<(), RunError> {
     let n = circuit.num_qubits();
     for (text, obs) in &options.observables {
         if obs.num_qubits() != n {
@@ -210,14 +268,17 @@ pub fn run(
             });
         }
     }
-    let started = Instant::now();
-    let mut find = FindOptions::new(options.max_qubits);
-    find.max_cuts = options.max_cuts;
-    let plan = find_cuts(circuit, find)?;
-    let mut seconds = StageSeconds {
-        cut: started.elapsed().as_secs_f64(),
-        ..Default::default()
-    };
+    Ok(())
+}
+
+fn prepare_plan(
+    circuit: &Circuit,
+    plan: CutPlan,
+    options: &RunOptions,
+    sim: &Simulator,
+    cut_seconds: f64,
+) -> Result<Prepared, RunError> {
+    let n = circuit.num_qubits();
     let k = plan.cuts.len();
     if plan.num_variants() > MAX_VARIANTS {
         return Err(RunError::TooManyVariants {
@@ -247,7 +308,6 @@ pub fn run(
         sim.check_memory(f.width())?;
     }
 
-    // Readout settings: all-Z for the distribution, and one per basis pattern of the observables.
     let mut settings: Vec<Setting> = Vec::new();
     let setting_index =
         |s: Setting, settings: &mut Vec<Setting>| match settings.iter().position(|x| *x == s) {
@@ -260,7 +320,6 @@ pub fn run(
     let z_setting = options
         .probabilities
         .then(|| setting_index(vec![Basis::Z; n], &mut settings));
-    // Per observable: (setting index, coefficient, mask) per term.
     let observable_terms: Vec<Vec<(usize, f64, usize)>> = options
         .observables
         .iter()
@@ -277,8 +336,6 @@ pub fn run(
                 .collect()
         })
         .collect();
-
-    // Variants per (setting, fragment), in reconstruction order.
     let mut work: Vec<Vec<Vec<crate::cut::Variant>>> = Vec::with_capacity(settings.len());
     for setting in &settings {
         let per_fragment = (0..plan.fragments.len())
@@ -286,18 +343,27 @@ pub fn run(
             .collect::<Result<Vec<_>, _>>()?;
         work.push(per_fragment);
     }
-    let mut unique: HashMap<&str, &Circuit> = HashMap::new();
-    for v in work.iter().flatten().flatten() {
-        unique.entry(v.id.as_str()).or_insert(&v.circuit);
-    }
-    let unique: Vec<(&str, &Circuit)> = {
-        let mut u: Vec<_> = unique.into_iter().collect();
-        u.sort_unstable_by_key(|(id, _)| *id);
-        u
-    };
+    Ok(Prepared {
+        plan,
+        settings,
+        z_setting,
+        observable_terms,
+        work,
+        cut_seconds,
+    })
+}
+
+/// Exact probabilities of every distinct variant, from the cache or simulated (in parallel),
+/// and how many were simulated here.
+pub fn simulate_variants(
+    prepared: &Prepared,
+    sim: &Simulator,
+    cache: Option<&Cache>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(HashMap<String, Vec<f64>>, usize), RunError> {
+    let unique = prepared.distinct_circuits();
     let total = unique.len() as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
-    let sim_started = Instant::now();
     let simulated: Vec<Result<VariantProbabilities, SimError>> = sim.install(|| {
         unique
             .par_iter()
@@ -323,7 +389,61 @@ pub fn run(
         }
         probs_of.insert(id, probs);
     }
+    Ok((probs_of, circuits_simulated))
+}
 
+/// Runs the whole pipeline. Every distinct variant's exact probabilities come from `cache` when it
+/// holds them (proven equal), else they are simulated and stored. `progress(done, total)` is
+/// called as variants finish.
+pub fn run(
+    circuit: &Circuit,
+    options: &RunOptions,
+    sim: &Simulator,
+    cache: Option<&Cache>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<RunOutput, RunError> {
+    let prepared = prepare(circuit, options, sim)?;
+    let sim_started = Instant::now();
+    let (probs_of, circuits_simulated) = simulate_variants(&prepared, sim, cache, progress)?;
+    let simulate_seconds = sim_started.elapsed().as_secs_f64();
+    let mut out = reconstruct(circuit.num_qubits(), &prepared, &probs_of, options, sim)?;
+    out.report.circuits_simulated = circuits_simulated;
+    out.report.cache_hits = probs_of.len() - circuits_simulated;
+    out.report.seconds.simulate += simulate_seconds;
+    Ok(out)
+}
+
+/// Reconstructs from the variants' exact probabilities (sampling them first when `options.shots`
+/// asks for it). Fails when a variant's probabilities are missing.
+pub fn reconstruct(
+    n: usize,
+    prepared: &Prepared,
+    probs_of: &HashMap<String, Vec<f64>>,
+    options: &RunOptions,
+    sim: &Simulator,
+) -> Result<RunOutput, RunError> {
+    let Prepared {
+        plan,
+        settings,
+        z_setting,
+        observable_terms,
+        work,
+        cut_seconds,
+    } = prepared;
+    let k = plan.cuts.len();
+    let missing = prepared
+        .distinct_circuits()
+        .iter()
+        .filter(|(id, _)| !probs_of.contains_key(*id))
+        .count();
+    if missing > 0 {
+        return Err(RunError::MissingResults { missing });
+    }
+    let mut seconds = StageSeconds {
+        cut: *cut_seconds,
+        ..Default::default()
+    };
+    let sample_started = Instant::now();
     // Fragment results per setting: exact, or sampled with the chosen allocation.
     let mut shots_total = 0u64;
     let results: Vec<Vec<FragmentResults>> = work
@@ -371,17 +491,17 @@ pub fn run(
                 .collect()
         })
         .collect();
-    seconds.simulate = sim_started.elapsed().as_secs_f64();
+    seconds.simulate = sample_started.elapsed().as_secs_f64();
 
     let rec_started = Instant::now();
     let mut notes = Vec::new();
     let (mut probabilities, mut stderr) = (None, None);
-    if let Some(z) = z_setting {
-        let mut p = sim.install(|| distribution(&plan, &results[z]));
+    if let Some(z) = *z_setting {
+        let mut p = sim.install(|| distribution(plan, &results[z]));
         if options.shots.is_some() {
             let cost = (4u128.pow(k as u32) << n) * plan.fragments.len() as u128;
             if cost <= MAX_STDERR_TERMS {
-                stderr = Some(sim.install(|| distribution_stderr(&plan, &results[z])));
+                stderr = Some(sim.install(|| distribution_stderr(plan, &results[z])));
             } else {
                 notes.push(format!(
                     "per-outcome standard errors skipped: they would cost {cost} terms; expectation values carry theirs"
@@ -394,7 +514,7 @@ pub fn run(
         probabilities = Some(p);
     }
     let mut expectations = Vec::with_capacity(options.observables.len());
-    for ((text, _), terms) in options.observables.iter().zip(&observable_terms) {
+    for ((text, _), terms) in options.observables.iter().zip(observable_terms) {
         let mut value = 0.0;
         let mut variance = Some(0.0);
         for (si, _) in settings.iter().enumerate() {
@@ -406,7 +526,7 @@ pub fn run(
             if group.is_empty() {
                 continue;
             }
-            let (values, se) = expectation_terms(&plan, &results[si], &group);
+            let (values, se) = expectation_terms(plan, &results[si], &group);
             value += group
                 .iter()
                 .zip(&values)
@@ -431,10 +551,10 @@ pub fn run(
         expectations,
         report: RunReport {
             cuts: plan.cuts.clone(),
-            fragments: FragmentSummary::of(&plan),
+            fragments: FragmentSummary::of(plan),
             variants,
-            circuits_simulated,
-            cache_hits: unique.len() - circuits_simulated,
+            circuits_simulated: 0,
+            cache_hits: 0,
             shots_total: options.shots.map(|_| shots_total),
             seconds,
             notes,
