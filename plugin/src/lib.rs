@@ -2,6 +2,7 @@
 //! import, simulation, wire cutting) and, above it, the local pipeline and the command line. Dependencies point one way: `circuit` knows
 //! nothing of `qasm` or `sim`, and none of the science knows about the CLI.
 
+pub mod argo;
 pub mod cache;
 pub mod circuit;
 pub mod cli;
