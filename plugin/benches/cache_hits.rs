@@ -17,7 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Block A on qubits 0..a+k, block B on the last k of those plus b more: k wire cuts split them.
+/// Block A on qubits 0..a+k, block B on the last k of those plus b more, each block entangling
+/// all its pairs: k wire cuts split them.
 fn two_blocks(a: usize, b: usize, k: usize, seed: u64) -> Circuit {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut src = format!(
@@ -30,8 +31,11 @@ fn two_blocks(a: usize, b: usize, k: usize, seed: u64) -> Circuit {
                 src.push_str(&format!("ry({:.6}) q[{q}];\n", rng.random_range(-3.1..3.1)));
                 src.push_str(&format!("rz({:.6}) q[{q}];\n", rng.random_range(-3.1..3.1)));
             }
-            for q in qubits.start..qubits.end - 1 {
-                src.push_str(&format!("cx q[{q}], q[{}];\n", q + 1));
+            // All pairs: no cheaper split exists than the k shared wires.
+            for a in qubits.clone() {
+                for b in a + 1..qubits.end {
+                    src.push_str(&format!("cx q[{a}], q[{b}];\n"));
+                }
             }
         }
     };

@@ -65,6 +65,91 @@ pub struct ReducedGraph {
     pub edges: Vec<(u32, u32, u8)>,
 }
 
+/// Little-endian reader over a byte slice; every read checks the bounds.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_at_checked(N)?;
+        self.0 = rest;
+        head.try_into().ok()
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take::<4>().map(u32::from_le_bytes)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take::<8>().map(i64::from_le_bytes)
+    }
+}
+
+impl ReducedGraph {
+    /// A compact canonical encoding: equal graphs (vertex for vertex) give equal bytes, so a
+    /// cache hit on identical bytes needs no decoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + self.vertices.len() * 23 + self.edges.len() * 9);
+        out.extend_from_slice(&(self.num_qubits as u32).to_le_bytes());
+        out.extend_from_slice(&(self.vertices.len() as u32).to_le_bytes());
+        for v in &self.vertices {
+            out.push(v.kind);
+            out.extend_from_slice(&v.phase.0.to_le_bytes());
+            out.extend_from_slice(&v.phase.1.to_le_bytes());
+            match v.boundary {
+                None => out.push(0),
+                Some((role, qubit)) => {
+                    out.push(1 + role);
+                    out.extend_from_slice(&qubit.to_le_bytes());
+                }
+            }
+        }
+        out.extend_from_slice(&(self.edges.len() as u32).to_le_bytes());
+        for &(a, b, t) in &self.edges {
+            out.extend_from_slice(&a.to_le_bytes());
+            out.extend_from_slice(&b.to_le_bytes());
+            out.push(t);
+        }
+        out
+    }
+
+    /// The inverse of [`ReducedGraph::to_bytes`]; `None` for anything malformed.
+    pub fn from_bytes(bytes: &[u8]) -> Option<ReducedGraph> {
+        let mut r = Reader(bytes);
+        let num_qubits = r.u32()? as usize;
+        let nv = r.u32()? as usize;
+        let mut vertices = Vec::with_capacity(nv.min(bytes.len()));
+        for _ in 0..nv {
+            let kind = r.u8()?;
+            let phase = (r.i64()?, r.i64()?);
+            let boundary = match r.u8()? {
+                0 => None,
+                tag @ (1 | 2) => Some((tag - 1, r.u32()?)),
+                _ => return None,
+            };
+            vertices.push(VertexLabel {
+                kind,
+                phase,
+                boundary,
+            });
+        }
+        let ne = r.u32()? as usize;
+        let mut edges = Vec::with_capacity(ne.min(bytes.len()));
+        for _ in 0..ne {
+            let (a, b, t) = (r.u32()?, r.u32()?, r.u8()?);
+            if a as usize >= nv || b as usize >= nv {
+                return None;
+            }
+            edges.push((a, b, t));
+        }
+        r.0.is_empty().then_some(ReducedGraph {
+            num_qubits,
+            vertices,
+            edges,
+        })
+    }
+}
+
 /// A circuit's semantic ID and the graph that backs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CircuitId {
@@ -559,6 +644,23 @@ mod tests {
             Some(true),
             "'{a}' = '{b}' wrongly proven"
         );
+    }
+
+    #[test]
+    fn graph_bytes_round_trip_and_refuse_damage() {
+        let g = id("h q[0]; cx q[0],q[1]; rz(0.3) q[1]; t q[0];", 2).graph;
+        let bytes = g.to_bytes();
+        assert_eq!(ReducedGraph::from_bytes(&bytes), Some(g));
+        for cut in 0..bytes.len() {
+            assert_eq!(
+                ReducedGraph::from_bytes(&bytes[..cut]),
+                None,
+                "truncated at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(ReducedGraph::from_bytes(&longer), None);
     }
 
     #[test]

@@ -197,6 +197,8 @@ struct HeldLease<'a> {
     cache: &'a Cache,
     key: String,
     owner: String,
+    /// Set when the release went out with the result's write.
+    released: AtomicBool,
 }
 
 impl Drop for HeldLease<'_> {
@@ -204,10 +206,25 @@ impl Drop for HeldLease<'_> {
         if let Ok(mut held) = self.cache.keeper.held.lock() {
             held.remove(&self.key);
         }
+        if self.released.load(Ordering::Acquire) {
+            return;
+        }
         if let Err(e) = self.cache.store.release_lease(&self.key, &self.owner) {
             self.cache.degrade(Event::StoreError, &e);
         }
     }
+}
+
+/// A store entry to write: key and sealed value.
+type Entry = (String, Vec<u8>);
+
+/// A memo value: the 64-character hex digest, then the graph's bytes.
+fn decode_memo(value: &[u8]) -> Option<CircuitId> {
+    let (digest, graph) = value.split_at_checked(64)?;
+    Some(CircuitId {
+        digest: std::str::from_utf8(digest).ok()?.to_string(),
+        graph: ReducedGraph::from_bytes(graph)?,
+    })
 }
 
 /// What a lookup found.
@@ -230,7 +247,10 @@ pub struct CacheStats {
 
 pub struct Cache {
     store: Arc<dyn Store>,
+    /// Events since this cache was made (monotonic: metrics read them).
     counts: [AtomicU64; EVENTS.len()],
+    /// How much of `counts` has been added to the store's counters.
+    flushed: [AtomicU64; EVENTS.len()],
     warned: Mutex<HashSet<String>>,
     owner_prefix: String,
     next_owner: AtomicU64,
@@ -245,6 +265,7 @@ impl Cache {
         Cache {
             store,
             counts: Default::default(),
+            flushed: Default::default(),
             warned: Mutex::new(HashSet::new()),
             owner_prefix: format!("{}:{nonce:016x}", std::process::id()),
             next_owner: AtomicU64::new(0),
@@ -290,6 +311,21 @@ impl Cache {
     /// The circuit's semantic ID, memoised in the store by exact content (the memo entry carries
     /// the circuit's canonical bytes and is used only when they match).
     pub fn circuit_id(&self, circuit: &Circuit) -> Result<CircuitId, IdError> {
+        let (id, memo) = self.circuit_id_and_memo(circuit)?;
+        if let Some((key, value)) = memo {
+            if let Err(e) = self.store.put(&key, &value) {
+                self.degrade(Event::StoreError, &e);
+            }
+        }
+        Ok(id)
+    }
+
+    /// The ID, and the memo entry to write when it was computed here (the caller writes it,
+    /// batched with the result).
+    fn circuit_id_and_memo(
+        &self,
+        circuit: &Circuit,
+    ) -> Result<(CircuitId, Option<Entry>), IdError> {
         let exact = circuit.canonical_bytes();
         let memo = key(
             MEMO_PREFIX,
@@ -298,13 +334,12 @@ impl Cache {
         match self.store.get(&memo.store) {
             Ok(Some(bytes)) => match codec::open(&bytes, &memo.text) {
                 Ok(opened) if opened.proof == exact.as_slice() => {
-                    if let Ok(id) = serde_json::from_slice::<CircuitId>(opened.value) {
-                        return Ok(id);
+                    if let Some(id) = decode_memo(opened.value) {
+                        return Ok((id, None));
                     }
                     self.degrade(Event::Corrupt, &"a memo entry does not decode");
                 }
-                Ok(_) => self.count(Event::CollisionRejected),
-                Err(Refused::OtherKey) => self.count(Event::CollisionRejected),
+                Ok(_) | Err(Refused::OtherKey) => self.count(Event::CollisionRejected),
                 Err(Refused::Corrupt) => {
                     self.degrade(Event::Corrupt, &"a memo entry failed its checksum")
                 }
@@ -313,15 +348,30 @@ impl Cache {
             Err(e) => self.degrade(Event::StoreError, &e),
         }
         let id = id::circuit_id(circuit)?;
-        if let Ok(value) = serde_json::to_vec(&id) {
-            if let Err(e) = self
-                .store
-                .put(&memo.store, &codec::seal(&memo.text, &exact, &value))
-            {
-                self.degrade(Event::StoreError, &e);
+        let mut value = id.digest.as_bytes().to_vec();
+        value.extend_from_slice(&id.graph.to_bytes());
+        let entry = (memo.store, codec::seal(&memo.text, &exact, &value));
+        Ok((id, Some(entry)))
+    }
+
+    /// The store key under which `kind` of `circuit` is (or would be) cached.
+    pub fn result_store_key(&self, circuit: &Circuit, kind: &ResultKind) -> Option<String> {
+        self.circuit_id(circuit)
+            .ok()
+            .map(|id| result_key(&id.digest, kind).store)
+    }
+
+    /// The cached result, proven equal, or `None`; never computes.
+    pub fn lookup_only<V: CacheValue>(&self, circuit: &Circuit, kind: &ResultKind) -> Option<V> {
+        let id = self.circuit_id(circuit).ok()?;
+        let key = result_key(&id.digest, kind);
+        match self.lookup(&key, &id.graph, &id.graph.to_bytes()) {
+            Lookup::Found(v) => {
+                self.count(Event::Hit);
+                Some(v)
             }
+            _ => None,
         }
-        Ok(id)
     }
 
     /// Returns the cached result of `kind` for `circuit`, or computes, stores and returns it.
@@ -332,8 +382,8 @@ impl Cache {
         kind: &ResultKind,
         compute: impl FnOnce() -> Result<V, E>,
     ) -> Result<(V, Source), E> {
-        match self.circuit_id(circuit) {
-            Ok(id) => self.get_or_compute_id(&id, kind, compute),
+        match self.circuit_id_and_memo(circuit) {
+            Ok((id, memo)) => self.get_or_compute_inner(&id, memo, kind, compute),
             Err(e) => {
                 self.degrade(Event::IdError, &e);
                 compute().map(|v| (v, Source::Computed))
@@ -348,12 +398,25 @@ impl Cache {
         kind: &ResultKind,
         compute: impl FnOnce() -> Result<V, E>,
     ) -> Result<(V, Source), E> {
+        self.get_or_compute_inner(id, None, kind, compute)
+    }
+
+    fn get_or_compute_inner<V: CacheValue, E>(
+        &self,
+        id: &CircuitId,
+        memo: Option<Entry>,
+        kind: &ResultKind,
+        compute: impl FnOnce() -> Result<V, E>,
+    ) -> Result<(V, Source), E> {
         let key = result_key(&id.digest, kind);
-        let proof = serde_json::to_vec(&id.graph).unwrap_or_default();
+        let proof = id.graph.to_bytes();
+        // A memo computed here is written with the result, or on its own when none is written.
+        let mut memo = memo;
         let first = self.lookup(&key, &id.graph, &proof);
         let was_absent = matches!(first, Lookup::Absent);
         if let Lookup::Found(v) = first {
             self.count(Event::Hit);
+            self.write_memo(memo.take());
             return Ok((v, Source::Hit));
         }
         self.count(Event::Miss);
@@ -370,16 +433,17 @@ impl Cache {
                 .try_lease(&key.store, &owner, self.options.lease_ttl)
             {
                 Ok(true) => {
-                    let _lease = self.hold(&key.store, &owner);
+                    let lease = self.hold(&key.store, &owner);
                     // Another worker may have finished between our miss and our lease.
                     if was_absent {
                         if let Lookup::Found(v) = self.lookup(&key, &id.graph, &proof) {
                             self.count(Event::Waited);
+                            self.write_memo(memo.take());
                             return Ok((v, Source::Waited));
                         }
                     }
                     let v = compute()?;
-                    self.save(&key, &proof, &v);
+                    self.save(&key, &proof, &v, memo.take(), Some(&lease));
                     return Ok((v, Source::Computed));
                 }
                 Ok(false) => {
@@ -392,13 +456,14 @@ impl Cache {
                             ),
                         );
                         let v = compute()?;
-                        self.save(&key, &proof, &v);
+                        self.save(&key, &proof, &v, memo.take(), None);
                         return Ok((v, Source::Computed));
                     }
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_millis(50));
                     if let Lookup::Found(v) = self.lookup(&key, &id.graph, &proof) {
                         self.count(Event::Waited);
+                        self.write_memo(memo.take());
                         return Ok((v, Source::Waited));
                     }
                     // Try the lease again: it is free once the holder finished without a result
@@ -407,7 +472,7 @@ impl Cache {
                 Err(e) => {
                     self.degrade(Event::StoreError, &e);
                     let v = compute()?;
-                    self.save(&key, &proof, &v);
+                    self.save(&key, &proof, &v, memo.take(), None);
                     return Ok((v, Source::Computed));
                 }
             }
@@ -422,6 +487,7 @@ impl Cache {
             cache: self,
             key: key.to_string(),
             owner: owner.to_string(),
+            released: AtomicBool::new(false),
         }
     }
 
@@ -446,7 +512,7 @@ impl Cache {
             }
         };
         if opened.proof != proof {
-            let Ok(stored) = serde_json::from_slice::<ReducedGraph>(opened.proof) else {
+            let Some(stored) = ReducedGraph::from_bytes(opened.proof) else {
                 self.degrade(Event::Corrupt, &"a cached proof graph does not decode");
                 return Lookup::Rejected;
             };
@@ -464,24 +530,62 @@ impl Cache {
         }
     }
 
-    fn save<V: CacheValue>(&self, key: &Key, proof: &[u8], value: &V) {
-        let sealed = codec::seal(&key.text, proof, &value.encode());
-        if let Err(e) = self.store.put(&key.store, &sealed) {
+    /// Writes the result (and a memo computed here) and releases the lease, in one store write.
+    fn save<V: CacheValue>(
+        &self,
+        key: &Key,
+        proof: &[u8],
+        value: &V,
+        memo: Option<Entry>,
+        lease: Option<&HeldLease<'_>>,
+    ) {
+        let mut entries = vec![(
+            key.store.clone(),
+            codec::seal(&key.text, proof, &value.encode()),
+        )];
+        entries.extend(memo);
+        let written = match lease {
+            Some(lease) => {
+                let result = self
+                    .store
+                    .put_many_and_release(&entries, &lease.key, &lease.owner);
+                if result.is_ok() {
+                    lease.released.store(true, Ordering::Release);
+                }
+                result
+            }
+            None => self.store.put_many(&entries),
+        };
+        if let Err(e) = written {
             self.degrade(Event::StoreError, &e);
         }
     }
 
-    /// Adds this process's counts to the store's persistent counters.
+    fn write_memo(&self, memo: Option<Entry>) {
+        if let Some((key, value)) = memo {
+            if let Err(e) = self.store.put(&key, &value) {
+                self.degrade(Event::StoreError, &e);
+            }
+        }
+    }
+
+    /// Adds this process's counts (since the last flush) to the store's persistent counters.
     pub fn flush(&self) {
         let deltas: Vec<(&str, u64)> = EVENTS
             .iter()
-            .zip(&self.counts)
-            .map(|((_, name), c)| (*name, c.swap(0, Ordering::Relaxed)))
+            .zip(self.counts.iter().zip(&self.flushed))
+            .map(|((_, name), (count, flushed))| {
+                let now = count.load(Ordering::Relaxed);
+                (
+                    *name,
+                    now.saturating_sub(flushed.swap(now, Ordering::Relaxed)),
+                )
+            })
             .collect();
         if let Err(e) = self.store.add_counters(&deltas) {
-            // Put the counts back so a later flush can try again.
-            for (counter, (_, delta)) in self.counts.iter().zip(&deltas) {
-                counter.fetch_add(*delta, Ordering::Relaxed);
+            // Take the deltas back so a later flush can try again.
+            for (flushed, (_, delta)) in self.flushed.iter().zip(&deltas) {
+                flushed.fetch_sub(*delta, Ordering::Relaxed);
             }
             self.degrade(Event::StoreError, &e);
         }
@@ -504,8 +608,8 @@ impl Cache {
 
     /// Removes every cached result and memo, and the counters; returns how many results went.
     pub fn clear(&self) -> Result<u64, StoreError> {
-        for c in &self.counts {
-            c.store(0, Ordering::Relaxed);
+        for (count, flushed) in self.counts.iter().zip(&self.flushed) {
+            flushed.store(count.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         let results = self.store.clear(RESULT_PREFIX)?;
         self.store.clear(MEMO_PREFIX)?;

@@ -154,7 +154,7 @@ fn an_entry_whose_graph_is_not_proven_equal_is_rejected() {
     );
     // Forge a collision: b's graph and a wrong answer stored under a's key.
     let key = result_key(&id_a.digest, &kind);
-    let proof = serde_json::to_vec(&id_b.graph).expect("json");
+    let proof = id_b.graph.to_bytes();
     let forged = codec::seal(&key.text, &proof, &vec![0.0, 0.0, 1.0, 0.0].encode());
     cache.store().put(&key.store, &forged).expect("put");
     let (p, src) = cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");

@@ -289,6 +289,22 @@ impl LmdbStore {
         Ok(())
     }
 
+    fn release_in(
+        &self,
+        txn: &mut RwTxn<'static>,
+        key: &str,
+        owner: &str,
+    ) -> Result<(), heed::Error> {
+        let held = match self.shared.leases.get(txn, key.as_bytes())? {
+            Some(stored) => lease_owner(stored) == owner.as_bytes(),
+            None => false,
+        };
+        if held {
+            self.shared.leases.delete(txn, key.as_bytes())?;
+        }
+        Ok(())
+    }
+
     fn lease_live(&self, stored: &[u8]) -> bool {
         if stored.len() < 12 {
             return false;
@@ -342,6 +358,29 @@ impl Store for LmdbStore {
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.write(|s, txn| s.put_in(txn, key, value))
+    }
+
+    fn put_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        self.write(|s, txn| {
+            for (key, value) in entries {
+                s.put_in(txn, key, value)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn put_many_and_release(
+        &self,
+        entries: &[(String, Vec<u8>)],
+        lease_key: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        self.write(|s, txn| {
+            for (key, value) in entries {
+                s.put_in(txn, key, value)?;
+            }
+            s.release_in(txn, lease_key, owner)
+        })
     }
 
     fn put_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
@@ -398,16 +437,7 @@ impl Store for LmdbStore {
     }
 
     fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.write(|s, txn| {
-            let held = match s.shared.leases.get(txn, key.as_bytes())? {
-                Some(stored) => lease_owner(stored) == owner.as_bytes(),
-                None => false,
-            };
-            if held {
-                s.shared.leases.delete(txn, key.as_bytes())?;
-            }
-            Ok(())
-        })
+        self.write(|s, txn| s.release_in(txn, key, owner))
     }
 
     fn lease_held(&self, key: &str) -> Result<bool, StoreError> {

@@ -52,6 +52,23 @@ pub struct StoreStats {
 pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Several puts; stores that can make them one write (one transaction, one pipeline) do.
+    fn put_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        for (key, value) in entries {
+            self.put(key, value)?;
+        }
+        Ok(())
+    }
+    /// `put_many`, then releases `owner`'s lease on `lease_key`.
+    fn put_many_and_release(
+        &self,
+        entries: &[(String, Vec<u8>)],
+        lease_key: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        self.put_many(entries)?;
+        self.release_lease(lease_key, owner)
+    }
     /// Writes only when the key is absent; true when this call wrote it.
     fn put_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;

@@ -180,6 +180,20 @@ impl Store for RedisStore {
         })
     }
 
+    fn put_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let entries: Vec<(String, Vec<u8>)> = entries
+            .iter()
+            .map(|(k, v)| (format!("{VALUE}{k}"), v.clone()))
+            .collect();
+        self.call(move |mut con| async move {
+            let mut pipe = redis::pipe();
+            for (key, value) in &entries {
+                pipe.cmd("SET").arg(key).arg(value).ignore();
+            }
+            pipe.query_async::<()>(&mut con).await
+        })
+    }
+
     fn put_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
         let key = format!("{VALUE}{key}");
         let value = value.to_vec();
