@@ -194,9 +194,9 @@ fn main() {
     let mut jobs: Vec<(String, Circuit, usize)> = (1..=4)
         .map(|k| {
             (
-                format!("two-block k={k} ({}q)", 10 + k),
-                two_blocks(5, 5, k, k as u64),
-                5 + k,
+                format!("two-block k={k} ({}q, M={})", 16 + k, 8 + k),
+                two_blocks(8, 8, k, k as u64),
+                8 + k,
             )
         })
         .collect();

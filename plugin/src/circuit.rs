@@ -418,6 +418,37 @@ impl Circuit {
         out
     }
 
+    /// OpenQASM 2 text of the circuit (one register `q`), angles in shortest round-trip form:
+    /// parsing it gives back an equal circuit with the same content ID.
+    pub fn to_qasm(&self) -> String {
+        use std::fmt::Write;
+        let mut out = format!(
+            "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{}];\n",
+            self.num_qubits
+        );
+        let mut buf = ryu::Buffer::new();
+        for inst in &self.instructions {
+            out.push_str(inst.gate.name());
+            let params = inst.gate.params();
+            if !params.is_empty() {
+                out.push('(');
+                for (i, p) in params.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(buf.format(*p));
+                }
+                out.push(')');
+            }
+            for (i, q) in inst.qubits.iter().enumerate() {
+                let sep = if i == 0 { " " } else { "," };
+                let _ = write!(out, "{sep}q[{q}]");
+            }
+            out.push_str(";\n");
+        }
+        out
+    }
+
     /// A stable content ID: the BLAKE3 hash (hex) of [`Circuit::canonical_bytes`].
     pub fn content_id(&self) -> String {
         blake3::hash(&self.canonical_bytes()).to_hex().to_string()

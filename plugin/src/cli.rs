@@ -2,18 +2,18 @@
 //!
 //! Results go to stdout as JSON; logs, progress and errors go to stderr, so the output can be piped.
 
-use crate::cache::{Cache, ResultKind};
-use crate::circuit::{bitstring, Circuit};
+use crate::cache::Cache;
 use crate::cut::{find_cuts, FindOptions};
 use crate::pauli::{Observable, PauliString};
-use crate::pipeline::{self, FragmentSummary, RunOptions};
+use crate::pipeline::{
+    self, json_number, simulate_one, write_bitstring_map, write_run_json, FragmentSummary,
+    RunOptions, SingleRequest,
+};
 use crate::qasm;
 use crate::sim::Simulator;
-use crate::sim::{sample_distribution, StateVector};
 use crate::store::StoreError;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +30,21 @@ pub struct Cli {
     /// Log filter (for example `info` or `quargo=debug`); also read from RUST_LOG.
     #[arg(long, global = true, env = "QUARGO_LOG", default_value = "warn")]
     pub log: String,
+    /// Log format on stderr: text, or json (one object per line, for log collectors).
+    #[arg(
+        long,
+        global = true,
+        env = "QUARGO_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +82,65 @@ pub enum Command {
     /// collisions_rejected, corrupt_values, store_errors, single_flight_waits, wait_timeouts,
     /// id_errors, evicted).
     Cache(CacheCommand),
+    /// Serve Argo's executor-plugin API: POST /api/v1/template.execute for templates whose
+    /// `plugin` object has the single key `quargo` (ops cut, simulate, reconstruct, run; see
+    /// templates/quargo-cutting.yaml), GET /healthz, GET /metrics (Prometheus text).
+    ///
+    /// Every flag can also be set by the environment variable shown. The socket is bound before
+    /// anything else; calls get 503 until the store is open. Work that outlasts --inline-wait runs
+    /// in the background and the reply is Running with a requeue; its state lives in the store,
+    /// so a restarted server picks it up. SIGTERM stops it gracefully.
+    Serve(ServeArgs),
+    /// Print a value from the store by key (o/... outputs and b/... p/... records as JSON,
+    /// c/... circuits as OpenQASM, r/... cached results as numbers).
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (Argo calls http://localhost:<first containerPort>).
+    #[arg(long, env = "QUARGO_LISTEN", default_value = "127.0.0.1:14735")]
+    pub listen: std::net::SocketAddr,
+    /// The agent's token (compared with `Authorization: Bearer ...`).
+    #[arg(long, env = "QUARGO_TOKEN_FILE", default_value = "/var/run/argo/token")]
+    pub token_file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// `requeue` of Running replies (Go duration: 500ms, 10s, 2m).
+    #[arg(long, env = "QUARGO_REQUEUE", default_value = "10s", value_parser = go_duration)]
+    pub requeue: std::time::Duration,
+    /// How long a call waits for its job before answering Running (keep well under Argo's 30 s).
+    #[arg(long, env = "QUARGO_INLINE_WAIT", default_value = "5s", value_parser = go_duration)]
+    pub inline_wait: std::time::Duration,
+    /// Lease of a running job; a job whose server died is taken over once its lease lapses.
+    #[arg(long, env = "QUARGO_JOB_LEASE", default_value = "15s", value_parser = go_duration)]
+    pub job_lease: std::time::Duration,
+    /// Variant circuits per batch in `cut`'s output (one `simulate` step each).
+    #[arg(long, env = "QUARGO_BATCH_SIZE", default_value_t = 64)]
+    pub batch_size: usize,
+    /// Largest request body (bytes, or with K/M/G); larger ones get 413.
+    #[arg(long, env = "QUARGO_MAX_BODY", default_value = "2M", value_parser = byte_size)]
+    pub max_body: u64,
+    /// Simulator threads per job (default: one per core).
+    #[arg(long, env = "QUARGO_THREADS", default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The store key (as a step's output parameter names it).
+    pub key: String,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+fn go_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::argo::parse_go_duration(text)
+        .ok_or_else(|| format!("'{text}' is not a duration such as 500ms, 10s or 2m"))
+}
+
+fn byte_size(text: &str) -> Result<u64, String> {
+    crate::store::parse_size(text).ok_or_else(|| format!("'{text}' is not a size such as 2M"))
 }
 
 #[derive(Debug, Args)]
@@ -181,7 +255,7 @@ pub struct SimulateArgs {
 /// Entry point of the binary: runs the command and maps errors to a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    init_logging(&cli.log, cli.log_format);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = match cli.command {
@@ -189,6 +263,8 @@ pub fn main() -> ExitCode {
         Command::Cut(args) => cut(&args, &mut out),
         Command::Run(args) => run(&args, &mut out),
         Command::Cache(args) => cache_command(&args, &mut out),
+        Command::Serve(args) => serve(&args),
+        Command::Fetch(args) => fetch(&args, &mut out),
     }
     .and_then(|()| out.flush().context("cannot write the output"));
     match result {
@@ -200,12 +276,64 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// `quargo serve`.
+pub fn serve(args: &ServeArgs) -> Result<()> {
+    let config = crate::server::ServerConfig {
+        listen: args.listen,
+        token_file: args.token_file.clone(),
+        cache_url: args.store.url.clone(),
+        jobs: crate::server::jobs::JobOptions {
+            requeue: args.requeue,
+            inline_wait: args.inline_wait,
+            lease_ttl: args.job_lease,
+        },
+        batch_size: args.batch_size.max(1),
+        max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        threads: args.threads,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("quargo-serve")
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(crate::server::serve(config))
+}
+
+/// `quargo fetch`.
+pub fn fetch(args: &FetchArgs, out: &mut impl Write) -> Result<()> {
+    let store = crate::store::open(&args.store.url)?;
+    let bytes = store
+        .get(&args.key)?
+        .with_context(|| format!("'{}' is not in {}", args.key, store.location()))?;
+    if args.key.starts_with(crate::cache::RESULT_PREFIX) {
+        // Cached results are sealed with their full key text, which we do not know here: show the
+        // numbers after checking the checksum through the envelope's own length and hash.
+        let values = crate::cache::codec::open_any(&bytes).context("the value is damaged")?;
+        let numbers: Vec<String> = values
+            .chunks_exact(8)
+            .map(|c| json_number(f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
+            .collect();
+        writeln!(out, "[{}]", numbers.join(","))?;
+        return Ok(());
+    }
+    let opened = crate::cache::codec::open(&bytes, &args.key)
+        .map_err(|_| anyhow::anyhow!("the value under '{}' is damaged", args.key))?;
+    out.write_all(opened.value)?;
+    if !opened.value.ends_with(b"\n") {
+        writeln!(out)?;
+    }
+    Ok(())
 }
 
 /// `quargo simulate`.
@@ -228,117 +356,34 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<()> {
     // The limit holds whether or not the result is cached: its output is as large as the state.
     sim.check_memory(n)?;
     let cache = open_cache(&args.cache)?;
-    let cache = cache.as_ref();
-    let mut state = LazyState {
-        sim: &sim,
-        circuit: &circuit,
-        state: None,
+    let request = SingleRequest {
+        probabilities: args.shots.is_none(),
+        shots: args.shots.map(|shots| (shots, args.seed)),
+        observables: &observables,
     };
+    let result = simulate_one(&circuit, &request, &sim, cache.as_ref())?;
     write!(out, "{{\"num_qubits\":{n}")?;
-    match args.shots {
-        None => {
-            let probs = probabilities(cache, &mut state)?;
-            write!(out, ",\"probabilities\":{{")?;
-            let nonzero = probs.iter().enumerate().filter(|(_, p)| **p > 1e-12);
-            write_map(out, nonzero.map(|(i, p)| (i, Number::F(*p))), n)?;
-            write!(out, "}}")?;
-        }
-        Some(shots) => {
-            let sample = |state: &mut LazyState, seed| -> Result<BTreeMap<usize, u64>> {
-                let probs = probabilities(cache, state)?;
-                Ok(sim.install(|| sample_distribution(&probs, shots, seed)))
-            };
-            // Counts are cached only for an explicit seed: a drawn seed asks for fresh samples.
-            let (seed, counts) = match args.seed {
-                Some(seed) => {
-                    let kind = ResultKind::Counts {
-                        shots,
-                        seed_policy: format!("seed={seed}"),
-                    };
-                    let counts = match cache {
-                        Some(c) => {
-                            c.get_or_compute(&circuit, &kind, || sample(&mut state, seed))?
-                                .0
-                        }
-                        None => sample(&mut state, seed)?,
-                    };
-                    (seed, counts)
-                }
-                None => {
-                    let seed = rand::random();
-                    (seed, sample(&mut state, seed)?)
-                }
-            };
-            write!(out, ",\"shots\":{shots},\"seed\":{seed},\"counts\":{{")?;
-            write_map(out, counts.into_iter().map(|(i, c)| (i, Number::U(c))), n)?;
-            write!(out, "}}")?;
-        }
+    if let Some(probs) = &result.probabilities {
+        write!(out, ",\"probabilities\":{{")?;
+        let nonzero = probs.iter().enumerate().filter(|(_, p)| **p > 1e-12);
+        write_bitstring_map(out, nonzero.map(|(i, p)| (i, json_number(*p))), n)?;
+        write!(out, "}}")?;
+    }
+    if let Some((shots, seed, counts)) = &result.counts {
+        write!(out, ",\"shots\":{shots},\"seed\":{seed},\"counts\":{{")?;
+        write_bitstring_map(out, counts.iter().map(|(i, c)| (*i, c.to_string())), n)?;
+        write!(out, "}}")?;
     }
     if !observables.is_empty() {
         write!(out, ",\"expectation\":{{")?;
-        for (k, p) in observables.iter().enumerate() {
-            let kind = ResultKind::Expectation {
-                observable: p.to_string(),
-            };
-            let compute = |state: &mut LazyState| -> Result<f64> {
-                let s = state.get()?;
-                Ok(sim.install(|| s.expectation(p))?)
-            };
-            let v = match cache {
-                Some(c) => c.get_or_compute(&circuit, &kind, || compute(&mut state))?.0,
-                None => compute(&mut state)?,
-            };
+        for (k, (p, v)) in observables.iter().zip(&result.expectations).enumerate() {
             let sep = if k == 0 { "" } else { "," };
-            write!(out, "{sep}\"{p}\":{{\"value\":{}}}", json_f64(v))?;
+            write!(out, "{sep}\"{p}\":{{\"value\":{}}}", json_number(*v))?;
         }
         write!(out, "}}")?;
     }
     writeln!(out, "}}")?;
     Ok(())
-}
-
-/// Probability vectors above this many qubits are not cached (2^24 doubles = 128 MiB).
-const MAX_CACHED_PROBABILITY_QUBITS: usize = 24;
-
-/// The circuit's state, simulated on first use only (every result may come from the cache).
-struct LazyState<'a> {
-    sim: &'a Simulator,
-    circuit: &'a Circuit,
-    state: Option<StateVector>,
-}
-
-impl LazyState<'_> {
-    fn get(&mut self) -> Result<&StateVector> {
-        if self.state.is_none() {
-            let started = std::time::Instant::now();
-            self.state = Some(self.sim.run(self.circuit)?);
-            tracing::info!(
-                qubits = self.circuit.num_qubits(),
-                gates = self.circuit.len(),
-                seconds = started.elapsed().as_secs_f64(),
-                "simulated"
-            );
-        }
-        self.state.as_ref().context("the state was not simulated")
-    }
-}
-
-fn probabilities(cache: Option<&Cache>, state: &mut LazyState) -> Result<Vec<f64>> {
-    let sim = state.sim;
-    let compute = |state: &mut LazyState| -> Result<Vec<f64>> {
-        let s = state.get()?;
-        Ok(sim.install(|| s.probabilities().to_vec()))
-    };
-    match cache {
-        Some(c) if state.circuit.num_qubits() <= MAX_CACHED_PROBABILITY_QUBITS => {
-            let circuit = state.circuit;
-            Ok(
-                c.get_or_compute(circuit, &ResultKind::Probabilities, || compute(state))?
-                    .0,
-            )
-        }
-        _ => compute(state),
-    }
 }
 
 /// Opens the cache the flags name. A store that cannot be opened (unwritable directory, ...)
@@ -443,73 +488,6 @@ pub fn run(args: &RunArgs, out: &mut impl Write) -> Result<()> {
     let result = pipeline::run(&circuit, &options, &sim, cache.as_ref(), &progress);
     bar.finish_and_clear();
     let output = result?;
-    let n = output.num_qubits;
-    write!(out, "{{\"num_qubits\":{n}")?;
-    if args.shots.is_some() {
-        write!(
-            out,
-            ",\"shots\":{},\"seed\":{seed}",
-            args.shots.unwrap_or(0)
-        )?;
-    }
-    if let Some(p) = &output.probabilities {
-        write!(out, ",\"probabilities\":{{")?;
-        let shown = p.iter().enumerate().filter(|(_, v)| v.abs() > 1e-12);
-        write_map(out, shown.map(|(i, v)| (i, Number::F(*v))), n)?;
-        write!(out, "}}")?;
-        if let Some(se) = &output.stderr {
-            write!(out, ",\"stderr\":{{")?;
-            let shown = p.iter().enumerate().filter(|(_, v)| v.abs() > 1e-12);
-            write_map(out, shown.map(|(i, _)| (i, Number::F(se[i]))), n)?;
-            write!(out, "}}")?;
-        }
-    }
-    if !output.expectations.is_empty() {
-        write!(out, ",\"expectation\":{{")?;
-        for (k, (text, value, stderr)) in output.expectations.iter().enumerate() {
-            let sep = if k == 0 { "" } else { "," };
-            let key = serde_json::to_string(text)?;
-            let se = stderr.map_or("null".to_string(), json_f64);
-            write!(
-                out,
-                "{sep}{key}:{{\"value\":{},\"stderr\":{se}}}",
-                json_f64(*value)
-            )?;
-        }
-        write!(out, "}}")?;
-    }
-    write!(out, ",\"report\":")?;
-    serde_json::to_writer(&mut *out, &output.report)?;
-    writeln!(out, "}}")?;
+    write_run_json(out, &output, args.shots, seed)?;
     Ok(())
-}
-
-enum Number {
-    F(f64),
-    U(u64),
-}
-
-fn write_map(
-    out: &mut impl Write,
-    entries: impl Iterator<Item = (usize, Number)>,
-    width: usize,
-) -> Result<()> {
-    for (k, (index, value)) in entries.enumerate() {
-        let sep = if k == 0 { "" } else { "," };
-        let value = match value {
-            Number::F(p) => json_f64(p),
-            Number::U(c) => c.to_string(),
-        };
-        write!(out, "{sep}\"{}\":{value}", bitstring(index, width))?;
-    }
-    Ok(())
-}
-
-/// Shortest round-trip decimal form, valid JSON (`1e-7`, not `0.0000001` or `NaN`).
-fn json_f64(v: f64) -> String {
-    if v.is_finite() {
-        ryu::Buffer::new().format_finite(v).to_string()
-    } else {
-        "null".into()
-    }
 }

@@ -10,5 +10,6 @@ pub mod cut;
 pub mod pauli;
 pub mod pipeline;
 pub mod qasm;
+pub mod server;
 pub mod sim;
 pub mod store;

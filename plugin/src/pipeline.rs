@@ -8,10 +8,11 @@ use crate::cut::{
     output_bases, project_to_simplex, Basis, CutPlan, FindError, FindOptions, FragmentResults,
     WireCut,
 };
-use crate::pauli::Observable;
-use crate::sim::{sample_distribution, SimError, Simulator};
+use crate::pauli::{Observable, PauliString};
+use crate::sim::{sample_distribution, SimError, Simulator, StateVector};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Instant;
 use thiserror::Error;
@@ -25,7 +26,7 @@ const MAX_RECONSTRUCTION_TERMS: u128 = 1 << 40;
 const MAX_STDERR_TERMS: u128 = 1 << 30;
 
 /// How sampled shots are spread over the variants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Allocation {
     /// The same number of shots for every variant.
@@ -560,4 +561,234 @@ pub fn reconstruct(
             notes,
         },
     })
+}
+
+/// What to compute for one uncut circuit (`quargo simulate`, the plugin's `simulate`).
+pub struct SingleRequest<'a> {
+    /// Exact probabilities.
+    pub probabilities: bool,
+    /// Sampled counts: (shots, seed). Counts are cached only for an explicit seed.
+    pub shots: Option<(u64, Option<u64>)>,
+    pub observables: &'a [PauliString],
+}
+
+/// The answer for one uncut circuit.
+#[derive(Debug, Clone, Default)]
+pub struct SingleResult {
+    pub probabilities: Option<Vec<f64>>,
+    /// (shots, seed used, counts).
+    pub counts: Option<(u64, u64, BTreeMap<usize, u64>)>,
+    /// `<P>` per observable, in the order asked.
+    pub expectations: Vec<f64>,
+    /// Whether the state was simulated here (false: everything came from the cache).
+    pub simulated: bool,
+}
+
+/// Probability vectors above this many qubits are not cached (2^24 doubles = 128 MiB).
+pub const MAX_CACHED_PROBABILITY_QUBITS: usize = 24;
+
+/// The circuit's state, simulated on first use only (every result may come from the cache).
+struct LazyState<'a> {
+    sim: &'a Simulator,
+    circuit: &'a Circuit,
+    state: Option<StateVector>,
+}
+
+impl LazyState<'_> {
+    fn get(&mut self) -> Result<&StateVector, SimError> {
+        let state = match self.state.take() {
+            Some(state) => state,
+            None => {
+                let started = Instant::now();
+                let state = self.sim.run(self.circuit)?;
+                tracing::info!(
+                    qubits = self.circuit.num_qubits(),
+                    gates = self.circuit.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "simulated"
+                );
+                state
+            }
+        };
+        Ok(self.state.insert(state))
+    }
+
+    fn probabilities(&mut self, cache: Option<&Cache>) -> Result<Vec<f64>, SimError> {
+        let sim = self.sim;
+        let compute = |state: &mut LazyState| -> Result<Vec<f64>, SimError> {
+            let s = state.get()?;
+            Ok(sim.install(|| s.probabilities().to_vec()))
+        };
+        match cache {
+            Some(c) if self.circuit.num_qubits() <= MAX_CACHED_PROBABILITY_QUBITS => {
+                let circuit = self.circuit;
+                Ok(
+                    c.get_or_compute(circuit, &ResultKind::Probabilities, || compute(self))?
+                        .0,
+                )
+            }
+            _ => compute(self),
+        }
+    }
+}
+
+/// Simulates one circuit for what `request` asks, taking every part it can from `cache`.
+pub fn simulate_one(
+    circuit: &Circuit,
+    request: &SingleRequest,
+    sim: &Simulator,
+    cache: Option<&Cache>,
+) -> Result<SingleResult, SimError> {
+    sim.check_memory(circuit.num_qubits())?;
+    for p in request.observables {
+        p.check_width(circuit.num_qubits())?;
+    }
+    let mut state = LazyState {
+        sim,
+        circuit,
+        state: None,
+    };
+    let mut result = SingleResult::default();
+    if request.probabilities {
+        result.probabilities = Some(state.probabilities(cache)?);
+    }
+    if let Some((shots, seed)) = request.shots {
+        let sample = |state: &mut LazyState, seed| -> Result<BTreeMap<usize, u64>, SimError> {
+            let probs = state.probabilities(cache)?;
+            Ok(sim.install(|| sample_distribution(&probs, shots, seed)))
+        };
+        let (seed, counts) = match (seed, cache) {
+            (Some(seed), Some(c)) => {
+                let kind = ResultKind::Counts {
+                    shots,
+                    seed_policy: format!("seed={seed}"),
+                };
+                (
+                    seed,
+                    c.get_or_compute(circuit, &kind, || sample(&mut state, seed))?
+                        .0,
+                )
+            }
+            (Some(seed), None) => (seed, sample(&mut state, seed)?),
+            (None, _) => {
+                let seed = rand::random();
+                (seed, sample(&mut state, seed)?)
+            }
+        };
+        result.counts = Some((shots, seed, counts));
+    }
+    for p in request.observables {
+        let kind = ResultKind::Expectation {
+            observable: p.to_string(),
+        };
+        let compute = |state: &mut LazyState| -> Result<f64, SimError> {
+            let s = state.get()?;
+            sim.install(|| s.expectation(p))
+        };
+        let v = match cache {
+            Some(c) => c.get_or_compute(circuit, &kind, || compute(&mut state))?.0,
+            None => compute(&mut state)?,
+        };
+        result.expectations.push(v);
+    }
+    result.simulated = state.state.is_some();
+    Ok(result)
+}
+
+/// [`simulate_one`] from the cache alone: `None` unless every part is cached. Counts without
+/// an explicit seed are never cached.
+pub fn cached_one(
+    circuit: &Circuit,
+    request: &SingleRequest,
+    cache: &Cache,
+) -> Option<SingleResult> {
+    let mut result = SingleResult::default();
+    if request.probabilities {
+        result.probabilities = Some(cache.lookup_only(circuit, &ResultKind::Probabilities)?);
+    }
+    if let Some((shots, seed)) = request.shots {
+        let seed = seed?;
+        let kind = ResultKind::Counts {
+            shots,
+            seed_policy: format!("seed={seed}"),
+        };
+        result.counts = Some((shots, seed, cache.lookup_only(circuit, &kind)?));
+    }
+    for p in request.observables {
+        let kind = ResultKind::Expectation {
+            observable: p.to_string(),
+        };
+        result.expectations.push(cache.lookup_only(circuit, &kind)?);
+    }
+    Some(result)
+}
+
+/// Writes a run's result as the JSON `quargo run` prints: `num_qubits`, [`shots`, `seed`],
+/// `probabilities` (+ `stderr`), `expectation`, `report`.
+pub fn write_run_json(
+    out: &mut impl std::io::Write,
+    output: &RunOutput,
+    shots: Option<u64>,
+    seed: u64,
+) -> std::io::Result<()> {
+    let n = output.num_qubits;
+    write!(out, "{{\"num_qubits\":{n}")?;
+    if let Some(shots) = shots {
+        write!(out, ",\"shots\":{shots},\"seed\":{seed}")?;
+    }
+    if let Some(p) = &output.probabilities {
+        write!(out, ",\"probabilities\":{{")?;
+        let shown = p.iter().enumerate().filter(|(_, v)| v.abs() > 1e-12);
+        write_bitstring_map(out, shown.map(|(i, v)| (i, json_number(*v))), n)?;
+        write!(out, "}}")?;
+        if let Some(se) = &output.stderr {
+            write!(out, ",\"stderr\":{{")?;
+            let shown = p.iter().enumerate().filter(|(_, v)| v.abs() > 1e-12);
+            write_bitstring_map(out, shown.map(|(i, _)| (i, json_number(se[i]))), n)?;
+            write!(out, "}}")?;
+        }
+    }
+    if !output.expectations.is_empty() {
+        write!(out, ",\"expectation\":{{")?;
+        for (k, (text, value, stderr)) in output.expectations.iter().enumerate() {
+            let sep = if k == 0 { "" } else { "," };
+            let key = serde_json::to_string(text).map_err(std::io::Error::other)?;
+            let se = stderr.map_or("null".to_string(), json_number);
+            write!(
+                out,
+                "{sep}{key}:{{\"value\":{},\"stderr\":{se}}}",
+                json_number(*value)
+            )?;
+        }
+        write!(out, "}}")?;
+    }
+    write!(out, ",\"report\":")?;
+    serde_json::to_writer(&mut *out, &output.report).map_err(std::io::Error::other)?;
+    writeln!(out, "}}")
+}
+
+/// `"bitstring": value` pairs, qubit 0 rightmost.
+pub fn write_bitstring_map(
+    out: &mut impl std::io::Write,
+    entries: impl Iterator<Item = (usize, String)>,
+    width: usize,
+) -> std::io::Result<()> {
+    for (k, (index, value)) in entries.enumerate() {
+        let sep = if k == 0 { "" } else { "," };
+        write!(
+            out,
+            "{sep}\"{}\":{value}",
+            crate::circuit::bitstring(index, width)
+        )?;
+    }
+    Ok(())
+}
+
+/// Shortest round-trip decimal form, valid JSON (`1e-7`, not `NaN`: non-finite is `null`).
+pub fn json_number(v: f64) -> String {
+    if v.is_finite() {
+        ryu::Buffer::new().format_finite(v).to_string()
+    } else {
+        "null".into()
+    }
 }

@@ -1239,6 +1239,23 @@ impl<'a> Parser<'a> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn circuits_round_trip_through_their_qasm_text() {
+        let every_gate = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg a[2];\nqreg b[2];\n\
+            id a[0]; x a[0]; y a[1]; z b[0]; h b[1]; s a[0]; sdg a[0]; t a[1]; tdg a[1]; sx b[0]; sxdg b[0];\n\
+            rx(1e-7) a[0]; ry(-0.3) a[1]; rz(pi/3) b[0]; p(2.5) b[1]; u1(0.1) a[0]; u2(0.2,-0.3) a[1];\n\
+            u3(0.1,0.2,0.3) b[0]; u(1,2,3) b[1]; U(0.5,0.25,0.125) a[0];\n\
+            cx a[0],b[1]; CX b[1],a[0]; cy a[1],b[0]; cz b[0],b[1]; ch a[0],a[1]; swap a[0],b[0];\n\
+            crx(0.7) a[0],a[1]; cry(-1e-9) a[1],b[0]; crz(3) b[0],b[1]; cp(0.01) a[0],b[1]; cu1(0.02) a[1],a[0];\n\
+            cu3(0.1,0.2,0.3) a[0],b[0]; ccx a[0],a[1],b[0]; cswap b[1],a[0],a[1]; rxx(0.4) a[0],b[1]; rzz(1e10) a[1],b[0];\n";
+        let c = parse(every_gate).expect("parses");
+        let text = c.to_qasm();
+        let again = parse(&text).expect("its text parses");
+        assert_eq!(again.instructions(), c.instructions());
+        assert_eq!(again.num_qubits(), c.num_qubits());
+        assert_eq!(again.content_id(), c.content_id());
+    }
     use super::*;
 
     fn err(src: &str) -> ParseError {

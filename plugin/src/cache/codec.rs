@@ -62,6 +62,20 @@ pub fn open<'a>(bytes: &'a [u8], key: &str) -> Result<Opened<'a>, Refused> {
     Ok(Opened { proof, value })
 }
 
+/// Checks the envelope whatever key it was written for, and returns its value.
+pub fn open_any(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+        return None;
+    }
+    let payload = &bytes[HEADER..];
+    if blake3::hash(payload).as_bytes() != &bytes[12..HEADER] {
+        return None;
+    }
+    let (_, rest) = take_prefixed(payload)?;
+    let (_, value) = take_prefixed(rest)?;
+    Some(value)
+}
+
 fn take_prefixed(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     let body = bytes.get(4..4 + len)?;

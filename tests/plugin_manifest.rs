@@ -1,0 +1,169 @@
+//! The executor-plugin manifest (templates/plugin/plugin.yaml) meets Argo's rules, and the committed
+//! ConfigMap is what `argo executor-plugin build` makes of it (shared/argo-kueue-contracts.md 1.11:
+//! name `<name>-executor-plugin`, the ExecutorPlugin label, the annotations, `sidecar.container` as
+//! the container's YAML, `sidecar.automountServiceAccountToken` as "true"/"false").
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn templates() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates")
+}
+
+fn yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_manifest_meets_argos_rules_and_the_contracts() {
+    let plugin = yaml(&templates().join("plugin/plugin.yaml"));
+    assert_eq!(plugin["apiVersion"], "argoproj.io/v1alpha1");
+    assert_eq!(plugin["kind"], "ExecutorPlugin");
+    let container = &plugin["spec"]["sidecar"]["container"];
+    // Validate(): at least one port, requests, limits, securityContext.
+    let port = container["ports"][0]["containerPort"]
+        .as_u64()
+        .expect("a port");
+    assert!(
+        port > 10000,
+        "a port above 10000 (Argo's advice for unpublished plugins)"
+    );
+    for part in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                container["resources"][part][resource].is_string(),
+                "{part}.{resource}"
+            );
+        }
+    }
+    let security = &container["securityContext"];
+    assert_eq!(
+        security["runAsUser"], 8737,
+        "the token file's owner (contract 1.10)"
+    );
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert!(
+        security.get("runAsGroup").is_none(),
+        "runAsGroup would lose GID 0"
+    );
+    // The server listens on the first port, where the agent calls it.
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(args.first(), Some(&"serve"));
+    let listen = args
+        .iter()
+        .position(|a| *a == "--listen")
+        .and_then(|i| args.get(i + 1))
+        .expect("--listen");
+    assert!(
+        listen.ends_with(&format!(":{port}")),
+        "{listen} vs port {port}"
+    );
+    let token = args
+        .iter()
+        .position(|a| *a == "--token-file")
+        .and_then(|i| args.get(i + 1))
+        .expect("--token-file");
+    assert_eq!(*token, "/var/run/argo/token");
+    // Only fields of a Kubernetes Container: `argo executor-plugin build` reads it strictly.
+    let known = [
+        "name",
+        "image",
+        "command",
+        "args",
+        "env",
+        "ports",
+        "resources",
+        "securityContext",
+        "volumeMounts",
+        "imagePullPolicy",
+        "workingDir",
+        "livenessProbe",
+        "readinessProbe",
+    ];
+    for key in container.as_object().expect("container").keys() {
+        assert!(
+            known.contains(&key.as_str()),
+            "unexpected container field {key}"
+        );
+    }
+}
+
+#[test]
+fn the_configmap_is_what_the_manifest_yields() {
+    let plugin = yaml(&templates().join("plugin/plugin.yaml"));
+    let path = templates().join("plugin/quargo-executor-plugin-configmap.yaml");
+    let text = std::fs::read_to_string(&path).expect("configmap");
+    assert!(text.starts_with("# This is an auto-generated file. DO NOT EDIT\n"));
+    let cm: Value = serde_norway::from_str(&text).expect("configmap YAML");
+    assert_eq!(cm["apiVersion"], "v1");
+    assert_eq!(cm["kind"], "ConfigMap");
+    let name = plugin["metadata"]["name"].as_str().expect("name");
+    assert_eq!(cm["metadata"]["name"], format!("{name}-executor-plugin"));
+    assert_eq!(
+        cm["metadata"]["labels"]["workflows.argoproj.io/configmap-type"],
+        "ExecutorPlugin"
+    );
+    assert_eq!(
+        cm["metadata"]["annotations"],
+        plugin["metadata"]["annotations"]
+    );
+    let data = cm["data"].as_object().expect("data");
+    let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["sidecar.automountServiceAccountToken", "sidecar.container"]
+    );
+    let automount = plugin["spec"]["sidecar"]["automountServiceAccountToken"]
+        .as_bool()
+        .unwrap_or(false);
+    assert_eq!(
+        data["sidecar.automountServiceAccountToken"],
+        automount.to_string()
+    );
+    let container: Value =
+        serde_norway::from_str(data["sidecar.container"].as_str().expect("a YAML string"))
+            .expect("container YAML");
+    assert_eq!(container, plugin["spec"]["sidecar"]["container"]);
+}
+
+#[test]
+fn the_workflow_template_uses_the_plugin_as_documented() {
+    let wt = yaml(&templates().join("quargo-cutting.yaml"));
+    assert_eq!(wt["kind"], "WorkflowTemplate");
+    let templates = wt["spec"]["templates"].as_array().expect("templates");
+    let mut ops = Vec::new();
+    for t in templates.iter().filter(|t| t.get("plugin").is_some()) {
+        let plugin = t["plugin"].as_object().expect("plugin object");
+        assert_eq!(
+            plugin.len(),
+            1,
+            "Argo requires exactly one key under plugin"
+        );
+        let body = &plugin["quargo"];
+        assert_eq!(
+            body["nodeName"], "{{node.name}}",
+            "the idempotency key needs the node name"
+        );
+        if t.get("retryStrategy").is_some() {
+            assert_eq!(
+                body["attempt"], "{{retries}}",
+                "retries need their attempt number"
+            );
+        }
+        assert!(
+            t["timeout"].is_string(),
+            "the plugin enforces the template's timeout"
+        );
+        ops.push(body["op"].as_str().expect("op").to_string());
+    }
+    ops.sort();
+    assert_eq!(ops, ["cut", "reconstruct", "simulate"]);
+}
