@@ -5,7 +5,7 @@ VENV := bench/.venv
 PY := $(VENV)/bin/python
 THREADS ?= $(shell nproc)
 
-.PHONY: demo test build check-tools lint fuzz bench bench-sim bench-cut bench-cache clean
+.PHONY: demo test build check-tools lint fuzz bench bench-sim bench-cut bench-cache bench-plugin clean
 
 demo: check-tools build
 	@echo "== quargo simulate examples/bell.qasm"
@@ -67,7 +67,12 @@ bench-cache: $(VENV)/.ready
 	$(PY) bench/id_vs_pyzx.py
 	$(CARGO) bench --locked --bench cache_hits
 
-bench: bench-sim bench-cut bench-cache
+# Cache-hit simulate calls through quargo serve: calls/s and p50/p99 with 16 connections (wrk),
+# on LMDB and on Redis. Needs wrk and redis-server.
+bench-plugin: build
+	bench/plugin_bench.sh
+
+bench: bench-sim bench-cut bench-cache bench-plugin
 
 clean:
 	$(CARGO) clean

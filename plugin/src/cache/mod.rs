@@ -10,6 +10,7 @@
 
 pub mod codec;
 pub mod id;
+pub mod recent;
 
 use crate::circuit::Circuit;
 use crate::store::{Store, StoreError, StoreStats};
@@ -256,6 +257,8 @@ pub struct Cache {
     next_owner: AtomicU64,
     options: CacheOptions,
     keeper: LeaseKeeper,
+    /// Circuit IDs by exact circuit bytes, so repeated circuits skip the store's memo.
+    ids: recent::Recent<Vec<u8>, CircuitId>,
 }
 
 impl Cache {
@@ -271,6 +274,7 @@ impl Cache {
             next_owner: AtomicU64::new(0),
             options,
             keeper,
+            ids: recent::Recent::new(4096),
         }
     }
 
@@ -327,6 +331,9 @@ impl Cache {
         circuit: &Circuit,
     ) -> Result<(CircuitId, Option<Entry>), IdError> {
         let exact = circuit.canonical_bytes();
+        if let Some(id) = self.ids.get(&exact) {
+            return Ok((id, None));
+        }
         let memo = key(
             MEMO_PREFIX,
             format!("{RECIPE}|memo|{}", blake3::hash(&exact).to_hex()),
@@ -335,6 +342,7 @@ impl Cache {
             Ok(Some(bytes)) => match codec::open(&bytes, &memo.text) {
                 Ok(opened) if opened.proof == exact.as_slice() => {
                     if let Some(id) = decode_memo(opened.value) {
+                        self.ids.insert(exact, id.clone());
                         return Ok((id, None));
                     }
                     self.degrade(Event::Corrupt, &"a memo entry does not decode");
@@ -351,6 +359,7 @@ impl Cache {
         let mut value = id.digest.as_bytes().to_vec();
         value.extend_from_slice(&id.graph.to_bytes());
         let entry = (memo.store, codec::seal(&memo.text, &exact, &value));
+        self.ids.insert(exact, id.clone());
         Ok((id, Some(entry)))
     }
 

@@ -68,6 +68,7 @@ impl AppState {
             cache: cache.clone(),
             sim,
             batch_size: config.batch_size,
+            circuits: crate::cache::recent::Recent::new(1024),
         });
         let jobs = jobs::Jobs::new(store, ops, config.jobs.clone(), self.metrics.clone());
         jobs.spawn_lease_renewal();

@@ -59,6 +59,8 @@ pub struct Ops {
     pub cache: Arc<Cache>,
     pub sim: Simulator,
     pub batch_size: usize,
+    /// Parsed circuits by `c/` key (content-addressed, so never stale).
+    pub circuits: crate::cache::recent::Recent<String, Arc<Circuit>>,
 }
 
 /// Options of a cut plan, as stored with it.
@@ -193,10 +195,17 @@ impl Ops {
     }
 
     fn load_circuit(&self, key: &str) -> Result<Circuit, OpError> {
+        if let Some(c) = self.circuits.get(&key.to_string()) {
+            return Ok((*c).clone());
+        }
         let text = self.read(key, "circuit")?;
         let text =
             String::from_utf8(text).map_err(|_| input(format!("circuit '{key}' is not text")))?;
-        crate::qasm::parse(&text).map_err(|e| input(format!("circuit '{key}' does not parse: {e}")))
+        let circuit = crate::qasm::parse(&text)
+            .map_err(|e| input(format!("circuit '{key}' does not parse: {e}")))?;
+        self.circuits
+            .insert(key.to_string(), Arc::new(circuit.clone()));
+        Ok(circuit)
     }
 
     fn run_options(&self, body: &Map<String, Value>) -> Result<PlanOptions, OpError> {
