@@ -145,9 +145,6 @@ pub struct RunOutput {
     pub report: RunReport,
 }
 
-/// A distinct variant circuit's content ID, exact probabilities, and where they came from.
-type VariantProbabilities = (String, Vec<f64>, Source);
-
 /// Readout basis per original qubit (Z for I and Z letters).
 type Setting = Vec<Basis>;
 
@@ -365,30 +362,29 @@ pub fn simulate_variants(
     let unique = prepared.distinct_circuits();
     let total = unique.len() as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
-    let simulated: Vec<Result<VariantProbabilities, SimError>> = sim.install(|| {
-        unique
-            .par_iter()
-            .map(|(id, c)| {
-                let compute =
-                    || -> Result<Vec<f64>, SimError> { Ok(sim.run(c)?.probabilities().to_vec()) };
-                let (probs, source) = match cache {
-                    Some(cache) => cache.get_or_compute(c, &ResultKind::Probabilities, compute)?,
-                    None => (compute()?, Source::Computed),
-                };
-                let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                progress(d, total);
-                Ok((id.to_string(), probs, source))
-            })
-            .collect()
-    });
-    let mut probs_of: HashMap<String, Vec<f64>> = HashMap::with_capacity(simulated.len());
+    let compute = |i: usize| -> Result<Vec<f64>, SimError> {
+        let probs = sim.run(unique[i].1)?.probabilities().to_vec();
+        let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress(d, total);
+        Ok(probs)
+    };
+    let results: Vec<(Vec<f64>, Source)> = sim.install(|| match cache {
+        Some(cache) => {
+            let circuits: Vec<&Circuit> = unique.iter().map(|(_, c)| *c).collect();
+            cache.get_or_compute_many(&circuits, &ResultKind::Probabilities, compute)
+        }
+        None => (0..unique.len())
+            .into_par_iter()
+            .map(|i| compute(i).map(|p| (p, Source::Computed)))
+            .collect(),
+    })?;
+    let mut probs_of: HashMap<String, Vec<f64>> = HashMap::with_capacity(results.len());
     let mut circuits_simulated = 0;
-    for result in simulated {
-        let (id, probs, source) = result?;
+    for ((id, _), (probs, source)) in unique.iter().zip(results) {
         if source == Source::Computed {
             circuits_simulated += 1;
         }
-        probs_of.insert(id, probs);
+        probs_of.insert(id.to_string(), probs);
     }
     Ok((probs_of, circuits_simulated))
 }

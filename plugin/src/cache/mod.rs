@@ -488,6 +488,174 @@ impl Cache {
         }
     }
 
+    /// [`Cache::get_or_compute`] for many circuits of one kind, batched: every lookup first,
+    /// then one store write to lease all misses, the misses computed in parallel (`compute(i)` for
+    /// circuit `i`; circuits with one semantic ID are computed once), and one write for all results,
+    /// memos and lease releases. Keys leased by other workers are waited for as in
+    /// `get_or_compute`. On an error the successful results are still stored.
+    pub fn get_or_compute_many<V, E, F>(
+        &self,
+        circuits: &[&Circuit],
+        kind: &ResultKind,
+        compute: F,
+    ) -> Result<Vec<(V, Source)>, E>
+    where
+        V: CacheValue + Clone + Send + Sync,
+        E: Send,
+        F: Fn(usize) -> Result<V, E> + Sync,
+    {
+        use rayon::prelude::*;
+        let ids: Vec<Result<(CircuitId, Option<Entry>), IdError>> = circuits
+            .par_iter()
+            .map(|c| self.circuit_id_and_memo(c))
+            .collect();
+        let mut out: Vec<Option<(V, Source)>> = (0..circuits.len()).map(|_| None).collect();
+        let mut pending: Vec<Entry> = Vec::new();
+        // Misses grouped by result key: (key, proof, graph index, circuit indices).
+        let mut misses: Vec<(Key, Vec<u8>, usize, Vec<usize>)> = Vec::new();
+        let mut miss_of: HashMap<String, usize> = HashMap::new();
+        let mut direct = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let (id, memo) = match id {
+                Ok(pair) => pair,
+                Err(e) => {
+                    self.degrade(Event::IdError, e);
+                    direct.push(i);
+                    continue;
+                }
+            };
+            pending.extend(memo.clone());
+            let key = result_key(&id.digest, kind);
+            if let Some(&m) = miss_of.get(&key.store) {
+                misses[m].3.push(i);
+                continue;
+            }
+            let proof = id.graph.to_bytes();
+            match self.lookup::<V>(&key, &id.graph, &proof) {
+                Lookup::Found(v) => {
+                    self.count(Event::Hit);
+                    out[i] = Some((v, Source::Hit));
+                }
+                _ => {
+                    self.count(Event::Miss);
+                    miss_of.insert(key.store.clone(), misses.len());
+                    misses.push((key, proof, i, vec![i]));
+                }
+            }
+        }
+        // Equivalent circuits of one batch share a key: later ones are hits on the first.
+        let owner = format!(
+            "{}:{}",
+            self.owner_prefix,
+            self.next_owner.fetch_add(1, Ordering::Relaxed)
+        );
+        let keys: Vec<String> = misses.iter().map(|m| m.0.store.clone()).collect();
+        let leased = match self
+            .store
+            .try_lease_many(&keys, &owner, self.options.lease_ttl)
+        {
+            Ok(leased) => leased,
+            Err(e) => {
+                self.degrade(Event::StoreError, &e);
+                vec![false; keys.len()]
+            }
+        };
+        let (mut ours, theirs): (Vec<usize>, Vec<usize>) =
+            (0..misses.len()).partition(|&m| leased[m]);
+        // Another worker may have finished between our lookups and our leases.
+        let mut released_unused = Vec::new();
+        ours.retain(|&m| {
+            let (key, proof, first, indices) = &misses[m];
+            let graph = match &ids[*first] {
+                Ok((id, _)) => &id.graph,
+                Err(_) => return true,
+            };
+            match self.lookup::<V>(key, graph, proof) {
+                Lookup::Found(v) => {
+                    self.count(Event::Waited);
+                    for &i in indices {
+                        out[i] = Some((v.clone(), Source::Waited));
+                    }
+                    released_unused.push(key.store.clone());
+                    false
+                }
+                _ => true,
+            }
+        });
+        if let Ok(mut held) = self.keeper.held.lock() {
+            for &m in &ours {
+                held.insert(misses[m].0.store.clone(), owner.clone());
+            }
+        }
+        let computed: Vec<(usize, Result<V, E>)> = ours
+            .par_iter()
+            .map(|&m| (m, compute(misses[m].2)))
+            .collect();
+        let mut first_error = None;
+        for (m, result) in computed {
+            match result {
+                Ok(v) => {
+                    let (key, proof, _, indices) = &misses[m];
+                    pending.push((
+                        key.store.clone(),
+                        codec::seal(&key.text, proof, &v.encode()),
+                    ));
+                    for (n, &i) in indices.iter().enumerate() {
+                        let source = if n == 0 {
+                            Source::Computed
+                        } else {
+                            Source::Hit
+                        };
+                        out[i] = Some((v.clone(), source));
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let mut our_keys: Vec<String> = ours.iter().map(|&m| keys[m].clone()).collect();
+        our_keys.extend(released_unused);
+        if let Ok(mut held) = self.keeper.held.lock() {
+            for key in &our_keys {
+                held.remove(key);
+            }
+        }
+        if let Err(e) = self.store.put_many_and_release(&pending, &our_keys, &owner) {
+            self.degrade(Event::StoreError, &e);
+            for key in &our_keys {
+                let _ = self.store.release_lease(key, &owner);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        // Keys another worker holds: wait for them as single calls do.
+        let waited = theirs
+            .par_iter()
+            .map(|&m| {
+                let i = misses[m].2;
+                let result = match &ids[i] {
+                    Ok((id, _)) => self.get_or_compute_inner(id, None, kind, || compute(i)),
+                    Err(_) => compute(i).map(|v| (v, Source::Computed)),
+                };
+                result.map(|r| (m, r))
+            })
+            .collect::<Result<Vec<_>, E>>()?;
+        for (m, (v, source)) in waited {
+            for &i in &misses[m].3 {
+                out[i] = Some((v.clone(), source));
+            }
+        }
+        for i in direct {
+            out[i] = Some((compute(i)?, Source::Computed));
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every circuit has a result"))
+            .collect())
+    }
+
     fn hold(&self, key: &str, owner: &str) -> HeldLease<'_> {
         if let Ok(mut held) = self.keeper.held.lock() {
             held.insert(key.to_string(), owner.to_string());
@@ -555,9 +723,11 @@ impl Cache {
         entries.extend(memo);
         let written = match lease {
             Some(lease) => {
-                let result = self
-                    .store
-                    .put_many_and_release(&entries, &lease.key, &lease.owner);
+                let result = self.store.put_many_and_release(
+                    &entries,
+                    std::slice::from_ref(&lease.key),
+                    &lease.owner,
+                );
                 if result.is_ok() {
                     lease.released.store(true, Ordering::Release);
                 }

@@ -305,3 +305,57 @@ fn stats_and_clear() {
     drop(cache);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_batch_computes_each_semantic_id_once_and_reuses_hits() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let kind = ResultKind::Probabilities;
+    let x = circuit("x q[0]; cx q[0],q[1];", 2);
+    let hzh = circuit("h q[0]; z q[0]; h q[0]; cx q[0],q[1];", 2);
+    let other = circuit("h q[1];", 2);
+    let computed = AtomicUsize::new(0);
+    let batch = [&x, &hzh, &other];
+    let first = cache
+        .get_or_compute_many(&batch, &kind, |i| {
+            computed.fetch_add(1, Ordering::SeqCst);
+            probs(batch[i])
+        })
+        .expect("batch");
+    // x and h;z;h share an ID: computed once, the twin served from it.
+    assert_eq!(computed.load(Ordering::SeqCst), 2);
+    assert_eq!(first[0].0, first[1].0);
+    assert_eq!(first[0].0, probs(&x).expect("direct"));
+    assert_eq!(first[2].0, probs(&other).expect("direct"));
+    let again: Vec<(Vec<f64>, Source)> = cache
+        .get_or_compute_many(&batch, &kind, |_| Err("must not compute".to_string()))
+        .expect("all hits");
+    assert!(again.iter().all(|(_, s)| *s == Source::Hit));
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_failing_batch_still_stores_what_succeeded() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let kind = ResultKind::Probabilities;
+    let a = circuit("h q[0];", 1);
+    let b = circuit("x q[0];", 1);
+    let batch = [&a, &b];
+    let err = cache.get_or_compute_many(&batch, &kind, |i| {
+        if i == 1 {
+            Err("b fails".to_string())
+        } else {
+            probs(batch[i])
+        }
+    });
+    assert_eq!(err.err().as_deref(), Some("b fails"));
+    let (_, source): (Vec<f64>, _) = cache
+        .get_or_compute(&a, &kind, || Err("a was stored".to_string()))
+        .expect("a hit");
+    assert_eq!(source, Source::Hit);
+    // b's lease was released: computing it now does not wait.
+    let (_, source) = cache.get_or_compute(&b, &kind, || probs(&b)).expect("b");
+    assert_eq!(source, Source::Computed);
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -289,6 +289,24 @@ impl LmdbStore {
         Ok(())
     }
 
+    fn lease_in(
+        &self,
+        txn: &mut RwTxn<'static>,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, heed::Error> {
+        if let Some(stored) = self.shared.leases.get(txn, key.as_bytes())? {
+            if self.lease_live(stored) && lease_owner(stored) != owner.as_bytes() {
+                return Ok(false);
+            }
+        }
+        self.shared
+            .leases
+            .put(txn, key.as_bytes(), &lease_record(owner, ttl))?;
+        Ok(true)
+    }
+
     fn release_in(
         &self,
         txn: &mut RwTxn<'static>,
@@ -372,14 +390,30 @@ impl Store for LmdbStore {
     fn put_many_and_release(
         &self,
         entries: &[(String, Vec<u8>)],
-        lease_key: &str,
+        lease_keys: &[String],
         owner: &str,
     ) -> Result<(), StoreError> {
         self.write(|s, txn| {
             for (key, value) in entries {
                 s.put_in(txn, key, value)?;
             }
-            s.release_in(txn, lease_key, owner)
+            for key in lease_keys {
+                s.release_in(txn, key, owner)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn try_lease_many(
+        &self,
+        keys: &[String],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.write(|s, txn| {
+            keys.iter()
+                .map(|k| s.lease_in(txn, k, owner, ttl))
+                .collect()
         })
     }
 
@@ -408,17 +442,7 @@ impl Store for LmdbStore {
     }
 
     fn try_lease(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.write(|s, txn| {
-            if let Some(stored) = s.shared.leases.get(txn, key.as_bytes())? {
-                if s.lease_live(stored) && lease_owner(stored) != owner.as_bytes() {
-                    return Ok(false);
-                }
-            }
-            s.shared
-                .leases
-                .put(txn, key.as_bytes(), &lease_record(owner, ttl))?;
-            Ok(true)
-        })
+        self.write(|s, txn| s.lease_in(txn, key, owner, ttl))
     }
 
     fn renew_lease(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {

@@ -59,17 +59,28 @@ pub trait Store: Send + Sync {
         }
         Ok(())
     }
-    /// `put_many`, then releases `owner`'s lease on `lease_key`.
+    /// `put_many`, then releases `owner`'s leases on `lease_keys` (one write where possible).
     fn put_many_and_release(
         &self,
         entries: &[(String, Vec<u8>)],
-        lease_key: &str,
+        lease_keys: &[String],
         owner: &str,
     ) -> Result<(), StoreError> {
         self.put_many(entries)?;
-        self.release_lease(lease_key, owner)
+        for key in lease_keys {
+            self.release_lease(key, owner)?;
+        }
+        Ok(())
     }
-    /// Writes only when the key is absent; true when this call wrote it.
+    /// `try_lease` on each key (one write where possible).
+    fn try_lease_many(
+        &self,
+        keys: &[String],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        keys.iter().map(|k| self.try_lease(k, owner, ttl)).collect()
+    }
     fn put_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Takes the lease on `key` for `owner` unless someone else holds a live one.

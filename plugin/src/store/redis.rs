@@ -194,6 +194,30 @@ impl Store for RedisStore {
         })
     }
 
+    fn try_lease_many(
+        &self,
+        keys: &[String],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<String> = keys.iter().map(|k| format!("{LEASE}{k}")).collect();
+        let owner = owner.to_string();
+        let ms = ttl.as_millis().max(1) as u64;
+        self.call(move |mut con| async move {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(&owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms);
+            }
+            let set: Vec<Option<String>> = pipe.query_async(&mut con).await?;
+            Ok(set.into_iter().map(|s| s.is_some()).collect())
+        })
+    }
+
     fn put_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
         let key = format!("{VALUE}{key}");
         let value = value.to_vec();
