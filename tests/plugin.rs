@@ -209,6 +209,45 @@ impl Drop for Plugin {
     }
 }
 
+/// Posts a large body while reading the answer on another thread: the server may answer (413)
+/// and close before the body is sent, and the answer must be read before the connection resets.
+fn post_streaming(port: u16, body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut reader = stream.try_clone().expect("clone");
+    let answer = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        got
+    });
+    let head = format!(
+        "POST /api/v1/template.execute HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).is_ok() {
+        for chunk in body.chunks(64 << 10) {
+            if stream.write_all(chunk).is_err() {
+                break;
+            }
+        }
+    }
+    let got = answer.join().expect("reader");
+    let text = String::from_utf8_lossy(&got);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 fn check_reply(reply: &Value) {
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("tests/contracts/executor-plugin-reply.schema.json"))

@@ -122,16 +122,23 @@ struct Round {
     looked_up: usize,
 }
 
-/// W workers run the job once each, concurrently.
+/// W workers run the job once each, concurrently. Wide circuits reconstruct <Z...Z> only.
 fn round(circuit: &Circuit, max_qubits: usize, backend: &Backend, workers: usize) -> Round {
+    let n = circuit.num_qubits();
+    let wide = n > 16;
+    let z_all = "Z".repeat(n);
     let options = RunOptions {
         max_qubits,
         max_cuts: None,
         shots: None,
         seed: 1,
         allocation: Allocation::Weighted,
-        observables: Vec::new(),
-        probabilities: true,
+        observables: if wide {
+            vec![(z_all.clone(), z_all.parse().expect("observable"))]
+        } else {
+            Vec::new()
+        },
+        probabilities: !wide,
         project: false,
     };
     let started = Instant::now();
@@ -163,9 +170,13 @@ fn round(circuit: &Circuit, max_qubits: usize, backend: &Backend, workers: usize
     }
 }
 
+/// Best of three, or the first alone when it took more than two seconds.
 fn best_of(reps: usize, mut f: impl FnMut() -> Round) -> Round {
     let mut best: Option<Round> = None;
-    for _ in 0..reps {
+    for rep in 0..reps {
+        if rep > 0 && best.as_ref().is_some_and(|b| b.seconds > 2.0) {
+            break;
+        }
         let r = f();
         if best.as_ref().is_none_or(|b| r.seconds < b.seconds) {
             best = Some(r);
@@ -194,9 +205,9 @@ fn main() {
     let mut jobs: Vec<(String, Circuit, usize)> = (1..=4)
         .map(|k| {
             (
-                format!("two-block k={k} ({}q, M={})", 16 + k, 8 + k),
-                two_blocks(8, 8, k, k as u64),
-                8 + k,
+                format!("two-block k={k} ({}q, M={}, <Z..Z>)", 20 + k, 10 + k),
+                two_blocks(10, 10, k, k as u64),
+                10 + k,
             )
         })
         .collect();

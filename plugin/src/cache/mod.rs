@@ -216,6 +216,14 @@ impl Drop for HeldLease<'_> {
     }
 }
 
+/// The memo key of a circuit's exact bytes.
+fn memo_key(exact: &[u8]) -> Key {
+    key(
+        MEMO_PREFIX,
+        format!("{RECIPE}|memo|{}", blake3::hash(exact).to_hex()),
+    )
+}
+
 /// A store entry to write: key and sealed value.
 type Entry = (String, Vec<u8>);
 
@@ -334,16 +342,26 @@ impl Cache {
         if let Some(id) = self.ids.get(&exact) {
             return Ok((id, None));
         }
-        let memo = key(
-            MEMO_PREFIX,
-            format!("{RECIPE}|memo|{}", blake3::hash(&exact).to_hex()),
-        );
-        match self.store.get(&memo.store) {
+        let memo = memo_key(&exact);
+        if let Some(id) = self.memo_from(self.store.get(&memo.store), &memo, &exact) {
+            return Ok((id, None));
+        }
+        self.compute_id(circuit, exact, memo)
+    }
+
+    /// The ID in a fetched memo entry, when it is intact and for these exact bytes.
+    fn memo_from(
+        &self,
+        fetched: Result<Option<Vec<u8>>, StoreError>,
+        memo: &Key,
+        exact: &[u8],
+    ) -> Option<CircuitId> {
+        match fetched {
             Ok(Some(bytes)) => match codec::open(&bytes, &memo.text) {
-                Ok(opened) if opened.proof == exact.as_slice() => {
+                Ok(opened) if opened.proof == exact => {
                     if let Some(id) = decode_memo(opened.value) {
-                        self.ids.insert(exact, id.clone());
-                        return Ok((id, None));
+                        self.ids.insert(exact.to_vec(), id.clone());
+                        return Some(id);
                     }
                     self.degrade(Event::Corrupt, &"a memo entry does not decode");
                 }
@@ -355,12 +373,33 @@ impl Cache {
             Ok(None) => {}
             Err(e) => self.degrade(Event::StoreError, &e),
         }
+        None
+    }
+
+    fn compute_id(
+        &self,
+        circuit: &Circuit,
+        exact: Vec<u8>,
+        memo: Key,
+    ) -> Result<(CircuitId, Option<Entry>), IdError> {
         let id = id::circuit_id(circuit)?;
         let mut value = id.digest.as_bytes().to_vec();
         value.extend_from_slice(&id.graph.to_bytes());
         let entry = (memo.store, codec::seal(&memo.text, &exact, &value));
         self.ids.insert(exact, id.clone());
         Ok((id, Some(entry)))
+    }
+
+    /// One `get_many` for all `keys`; a failed store reads as all absent (and is counted).
+    fn fetch_many(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        match self.store.get_many(keys) {
+            Ok(values) if values.len() == keys.len() => values,
+            Ok(_) => vec![None; keys.len()],
+            Err(e) => {
+                self.degrade(Event::StoreError, &e);
+                vec![None; keys.len()]
+            }
+        }
     }
 
     /// The store key under which `kind` of `circuit` is (or would be) cached.
@@ -505,33 +544,64 @@ impl Cache {
         F: Fn(usize) -> Result<V, E> + Sync,
     {
         use rayon::prelude::*;
-        let ids: Vec<Result<(CircuitId, Option<Entry>), IdError>> = circuits
-            .par_iter()
-            .map(|c| self.circuit_id_and_memo(c))
+        // IDs: this process's memo, then one store read for the stored memos, then quizx.
+        let exacts: Vec<Vec<u8>> = circuits.par_iter().map(|c| c.canonical_bytes()).collect();
+        let mut known: Vec<Option<CircuitId>> = exacts.iter().map(|e| self.ids.get(e)).collect();
+        let unknown: Vec<usize> = (0..circuits.len())
+            .filter(|&i| known[i].is_none())
+            .collect();
+        let memo_keys: Vec<Key> = unknown.iter().map(|&i| memo_key(&exacts[i])).collect();
+        let stores: Vec<String> = memo_keys.iter().map(|k| k.store.clone()).collect();
+        for ((&i, memo), fetched) in unknown.iter().zip(&memo_keys).zip(self.fetch_many(&stores)) {
+            known[i] = self.memo_from(Ok(fetched), memo, &exacts[i]);
+        }
+        let ids: Vec<Result<(CircuitId, Option<Entry>), IdError>> = known
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, id)| match id {
+                Some(id) => Ok((id, None)),
+                None => self.compute_id(circuits[i], exacts[i].clone(), memo_key(&exacts[i])),
+            })
             .collect();
         let mut out: Vec<Option<(V, Source)>> = (0..circuits.len()).map(|_| None).collect();
         let mut pending: Vec<Entry> = Vec::new();
+        // Results: one store read for every key.
+        let result_keys: Vec<Option<Key>> = ids
+            .iter()
+            .map(|id| id.as_ref().ok().map(|(id, _)| result_key(&id.digest, kind)))
+            .collect();
+        let stores: Vec<String> = result_keys
+            .iter()
+            .flatten()
+            .map(|k| k.store.clone())
+            .collect();
+        let mut fetched = self.fetch_many(&stores).into_iter();
         // Misses grouped by result key: (key, proof, graph index, circuit indices).
         let mut misses: Vec<(Key, Vec<u8>, usize, Vec<usize>)> = Vec::new();
         let mut miss_of: HashMap<String, usize> = HashMap::new();
         let mut direct = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            let (id, memo) = match id {
-                Ok(pair) => pair,
-                Err(e) => {
-                    self.degrade(Event::IdError, e);
-                    direct.push(i);
-                    continue;
-                }
+        for ((i, id), key) in ids.iter().enumerate().zip(result_keys) {
+            let ((id, memo), Some(key)) = (
+                match id {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        self.degrade(Event::IdError, e);
+                        direct.push(i);
+                        continue;
+                    }
+                },
+                key,
+            ) else {
+                continue;
             };
+            let value = fetched.next().unwrap_or(None);
             pending.extend(memo.clone());
-            let key = result_key(&id.digest, kind);
             if let Some(&m) = miss_of.get(&key.store) {
                 misses[m].3.push(i);
                 continue;
             }
             let proof = id.graph.to_bytes();
-            match self.lookup::<V>(&key, &id.graph, &proof) {
+            match self.lookup_in::<V>(Ok(value), &key, &id.graph, &proof) {
                 Lookup::Found(v) => {
                     self.count(Event::Hit);
                     out[i] = Some((v, Source::Hit));
@@ -669,7 +739,18 @@ impl Cache {
     }
 
     fn lookup<V: CacheValue>(&self, key: &Key, graph: &ReducedGraph, proof: &[u8]) -> Lookup<V> {
-        let bytes = match self.store.get(&key.store) {
+        self.lookup_in(self.store.get(&key.store), key, graph, proof)
+    }
+
+    /// Checks a fetched value: intact, for this key, for a proven-equal graph, decodable.
+    fn lookup_in<V: CacheValue>(
+        &self,
+        fetched: Result<Option<Vec<u8>>, StoreError>,
+        key: &Key,
+        graph: &ReducedGraph,
+        proof: &[u8],
+    ) -> Lookup<V> {
+        let bytes = match fetched {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Lookup::Absent,
             Err(e) => {

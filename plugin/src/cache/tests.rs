@@ -359,3 +359,30 @@ fn a_failing_batch_still_stores_what_succeeded() {
     drop(cache);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_full_lmdb_map_degrades_to_computing() {
+    // A 1 MiB map cannot hold an 18-qubit probability vector (2 MiB).
+    let dir = std::env::temp_dir().join(format!("quargo-cache-full-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let store: Arc<dyn Store> = Arc::new(LmdbStore::open(&dir, 1 << 20).expect("open"));
+    let cache = Cache::new(store, CacheOptions::default());
+    let wide = circuit("h q[0]; h q[17];", 18);
+    let (p, source) = cache
+        .get_or_compute(&wide, &ResultKind::Probabilities, || probs(&wide))
+        .expect("an answer despite the full store");
+    assert_eq!(source, Source::Computed);
+    assert!((p[0] - 0.25).abs() < 1e-12);
+    assert!(cache.local_count(Event::StoreError) >= 1);
+    // The store still works for what fits.
+    let small = circuit("x q[0];", 1);
+    cache
+        .get_or_compute(&small, &ResultKind::Probabilities, || probs(&small))
+        .expect("small");
+    let (_, source) = cache
+        .get_or_compute(&small, &ResultKind::Probabilities, || probs(&small))
+        .expect("small again");
+    assert_eq!(source, Source::Hit);
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -2,8 +2,9 @@
 //! (LMDB's lock file serialises writers across processes; readers never block).
 //!
 //! Layout, four databases in one environment:
-//! - `values`: key -> write sequence (u64 BE) ++ value bytes
-//! - `order`: write sequence (u64 BE) -> key, oldest first: the eviction queue
+//! - `values.v2`: key -> value bytes
+//! - `seqs.v2`: key -> its use sequence (u64 BE)
+//! - `order.v2`: use sequence (u64 BE) -> key, oldest first: the eviction queue
 //! - `leases`: key -> expiry ms (u64 LE) ++ pid (u32 LE) ++ owner
 //! - `meta`: `seq`, `bytes` and `counter:NAME` -> u64 LE
 //!
@@ -26,6 +27,7 @@ type Db = Database<'static, Bytes, Bytes>;
 struct Shared {
     env: &'static Env,
     values: Db,
+    seqs: Db,
     order: Db,
     leases: Db,
     meta: Db,
@@ -134,14 +136,15 @@ impl LmdbStore {
         let wtxn = env.write_txn().map_err(lmdb_err)?;
         let created = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
-                let [values, order, leases, meta] = ["values", "order", "leases", "meta"]
-                    .map(|name| opener.create_database::<Bytes, Bytes>(wtxn, Some(name)));
+                let [values, seqs, order, leases, meta] =
+                    ["values.v2", "seqs.v2", "order.v2", "leases", "meta.v2"]
+                        .map(|name| opener.create_database::<Bytes, Bytes>(wtxn, Some(name)));
                 Ok(CommitOrAbort::<_, ()>::Commit([
-                    values?, order?, leases?, meta?,
+                    values?, seqs?, order?, leases?, meta?,
                 ]))
             })
             .map_err(lmdb_err)?;
-        let CommitOrAbort::Commit([values, order, leases, meta]) = created else {
+        let CommitOrAbort::Commit([values, seqs, order, leases, meta]) = created else {
             return Err(StoreError::Lmdb {
                 path: dir.to_path_buf(),
                 message: "creating the databases was aborted".into(),
@@ -152,6 +155,7 @@ impl LmdbStore {
         Ok(Shared {
             env,
             values,
+            seqs,
             order,
             leases,
             meta,
@@ -224,23 +228,38 @@ impl LmdbStore {
             Err(_) => return Ok(()),
         };
         for key in touched {
-            let Some(stored) = self.shared.values.get(txn, &key)? else {
-                continue;
-            };
-            let (old_seq, value) = stored.split_at(8);
-            let value = value.to_vec();
-            let old_seq = old_seq.to_vec();
-            let seq = self.next_seq(txn)?;
-            self.shared.order.delete(txn, &old_seq)?;
-            self.shared.order.put(txn, &seq.to_be_bytes(), &key)?;
-            let mut entry = seq.to_be_bytes().to_vec();
-            entry.extend_from_slice(&value);
-            self.shared.values.put(txn, &key, &entry)?;
+            if let Some(old_seq) = self.shared.seqs.get(txn, &key)? {
+                let old_seq = old_seq.to_vec();
+                self.shared.order.delete(txn, &old_seq)?;
+                self.enqueue(txn, &key)?;
+            }
         }
         Ok(())
     }
 
-    /// Removes the oldest entries until at least `target` bytes are freed.
+    /// Gives `key` the next use sequence (the back of the eviction queue).
+    fn enqueue(&self, txn: &mut RwTxn<'static>, key: &[u8]) -> Result<(), heed::Error> {
+        let seq = self.next_seq(txn)?.to_be_bytes();
+        self.shared.seqs.put(txn, key, &seq)?;
+        self.shared.order.put(txn, &seq, key)
+    }
+
+    /// Removes `key`'s value and bookkeeping; true when there was one.
+    fn remove_entry(&self, txn: &mut RwTxn<'static>, key: &[u8]) -> Result<bool, heed::Error> {
+        let Some(old_len) = self.shared.values.get(txn, key)?.map(<[u8]>::len) else {
+            return Ok(false);
+        };
+        if let Some(seq) = self.shared.seqs.get(txn, key)? {
+            let seq = seq.to_vec();
+            self.shared.order.delete(txn, &seq)?;
+        }
+        self.shared.seqs.delete(txn, key)?;
+        self.shared.values.delete(txn, key)?;
+        self.add_meta(txn, BYTES, -(charge(key, old_len) as i64))?;
+        Ok(true)
+    }
+
+    /// Removes the least recently used entries until at least `target` bytes are freed.
     fn evict(&self, txn: &mut RwTxn<'static>, target: u64) -> Result<(), heed::Error> {
         let mut freed = 0u64;
         let mut victims = Vec::new();
@@ -248,39 +267,23 @@ impl LmdbStore {
             if freed >= target {
                 break;
             }
-            let (seq, key) = item?;
-            let len = self
-                .shared
-                .values
-                .get(txn, key)?
-                .map(|v| v.len().saturating_sub(8))
-                .unwrap_or(0);
+            let (_, key) = item?;
+            let len = self.shared.values.get(txn, key)?.map_or(0, <[u8]>::len);
             freed += charge(key, len);
-            victims.push((seq.to_vec(), key.to_vec()));
+            victims.push(key.to_vec());
         }
-        for (seq, key) in &victims {
-            self.shared.order.delete(txn, seq)?;
-            self.shared.values.delete(txn, key)?;
+        for key in &victims {
+            self.remove_entry(txn, key)?;
         }
-        self.add_meta(txn, BYTES, -(freed as i64))?;
         self.add_meta(txn, b"counter:evicted", victims.len() as i64)?;
         Ok(())
     }
 
     fn put_in(&self, txn: &mut RwTxn<'static>, key: &str, value: &[u8]) -> Result<(), heed::Error> {
         let key = key.as_bytes();
-        if let Some(old) = self.shared.values.get(txn, key)? {
-            let old_seq = old[..8.min(old.len())].to_vec();
-            let old_len = old.len().saturating_sub(8);
-            self.shared.order.delete(txn, &old_seq)?;
-            self.add_meta(txn, BYTES, -(charge(key, old_len) as i64))?;
-        }
-        let seq = self.next_seq(txn)?;
-        let mut entry = Vec::with_capacity(8 + value.len());
-        entry.extend_from_slice(&seq.to_be_bytes());
-        entry.extend_from_slice(value);
-        self.shared.values.put(txn, key, &entry)?;
-        self.shared.order.put(txn, &seq.to_be_bytes(), key)?;
+        self.remove_entry(txn, key)?;
+        self.shared.values.put(txn, key, value)?;
+        self.enqueue(txn, key)?;
         let bytes = self.add_meta(txn, BYTES, charge(key, value.len()) as i64)?;
         let high = self.shared.map_size / 2;
         if bytes > high {
@@ -362,7 +365,6 @@ impl Store for LmdbStore {
             .values
             .get(&txn, key.as_bytes())
             .map_err(|e| self.err(e))?
-            .and_then(|v| v.get(8..))
             .map(<[u8]>::to_vec);
         if value.is_some() {
             if let Ok(mut touched) = self.touched.lock() {
@@ -372,6 +374,29 @@ impl Store for LmdbStore {
             }
         }
         Ok(value)
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let txn = self.shared.env.read_txn().map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let value = self
+                .shared
+                .values
+                .get(&txn, key.as_bytes())
+                .map_err(|e| self.err(e))?
+                .map(<[u8]>::to_vec);
+            out.push(value);
+        }
+        drop(txn);
+        if let Ok(mut touched) = self.touched.lock() {
+            for (key, value) in keys.iter().zip(&out) {
+                if value.is_some() && touched.len() < 4096 {
+                    touched.push(key.as_bytes().to_vec());
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
@@ -428,17 +453,7 @@ impl Store for LmdbStore {
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.write(|s, txn| {
-            let key = key.as_bytes();
-            if let Some(old) = s.shared.values.get(txn, key)? {
-                let old_seq = old[..8.min(old.len())].to_vec();
-                let old_len = old.len().saturating_sub(8);
-                s.shared.order.delete(txn, &old_seq)?;
-                s.shared.values.delete(txn, key)?;
-                s.add_meta(txn, BYTES, -(charge(key, old_len) as i64))?;
-            }
-            Ok(())
-        })
+        self.write(|s, txn| s.remove_entry(txn, key.as_bytes()).map(|_| ()))
     }
 
     fn try_lease(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -503,7 +518,7 @@ impl Store for LmdbStore {
                 .get(&txn, &key)
                 .map_err(|e| self.err(e))?;
             stats.entries += 1;
-            stats.bytes += value.map_or(0, |v| v.len().saturating_sub(8)) as u64;
+            stats.bytes += value.map_or(0, <[u8]>::len) as u64;
         }
         for item in self
             .shared
@@ -522,13 +537,7 @@ impl Store for LmdbStore {
         self.write(|s, txn| {
             let keys = keys_under(&s.shared.values, txn, prefix.as_bytes())?;
             for key in &keys {
-                if let Some(old) = s.shared.values.get(txn, key)? {
-                    let old_seq = old[..8.min(old.len())].to_vec();
-                    let old_len = old.len().saturating_sub(8);
-                    s.shared.order.delete(txn, &old_seq)?;
-                    s.add_meta(txn, BYTES, -(charge(key, old_len) as i64))?;
-                }
-                s.shared.values.delete(txn, key)?;
+                s.remove_entry(txn, key)?;
             }
             let leases = keys_under(&s.shared.leases, txn, prefix.as_bytes())?;
             for key in &leases {

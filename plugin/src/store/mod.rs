@@ -51,6 +51,10 @@ pub struct StoreStats {
 /// until the owner releases it or it expires.
 pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Several gets (one read transaction, one round trip where possible).
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     /// Several puts; stores that can make them one write (one transaction, one pipeline) do.
     fn put_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {

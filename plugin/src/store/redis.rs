@@ -168,6 +168,16 @@ impl Store for RedisStore {
         )
     }
 
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = keys.iter().map(|k| format!("{VALUE}{k}")).collect();
+        self.call(
+            move |mut con| async move { redis::cmd("MGET").arg(keys).query_async(&mut con).await },
+        )
+    }
+
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let key = format!("{VALUE}{key}");
         let value = value.to_vec();
