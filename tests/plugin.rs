@@ -438,12 +438,7 @@ fn auth_size_and_malformed_requests() {
         json!({"op": "simulate", "qasm": "x".repeat(3 << 20)}),
     )
     .to_string();
-    assert_eq!(
-        plugin
-            .post_raw(Some(&format!("Bearer {TOKEN}")), huge.as_bytes())
-            .0,
-        413
-    );
+    assert_eq!(post_streaming(plugin.port, huge.as_bytes()), 413);
     // A truncated request: a clear 400, which the agent shows on the node.
     let (status, text) = plugin.post_raw(
         Some(&format!("Bearer {TOKEN}")),
