@@ -23,7 +23,6 @@ use crate::pauli::{Observable, PauliString};
 use crate::pipeline::{self, Allocation, RunOptions};
 use crate::sim::Simulator;
 use crate::store::{Store, StoreError};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -415,17 +414,19 @@ impl Ops {
             }
             return Ok(Some(batch_outputs(batch, keys.len(), 0)));
         }
+        // One batched cache pass: reads, leases and writes grouped, equivalent circuits once.
+        let refs: Vec<&Circuit> = circuits.iter().collect();
         let sources = self.sim.install(|| {
-            circuits
-                .par_iter()
-                .map(|c| {
-                    self.cache
-                        .get_or_compute(c, &ResultKind::Probabilities, || {
-                            Ok::<_, crate::sim::SimError>(self.sim.run(c)?.probabilities().to_vec())
-                        })
-                        .map(|(_, source)| source)
+            self.cache
+                .get_or_compute_many(&refs, &ResultKind::Probabilities, |i| {
+                    Ok::<_, crate::sim::SimError>(self.sim.run(refs[i])?.probabilities().to_vec())
                 })
-                .collect::<Result<Vec<_>, _>>()
+                .map(|results| {
+                    results
+                        .into_iter()
+                        .map(|(_, source)| source)
+                        .collect::<Vec<_>>()
+                })
         });
         let sources = sources.map_err(|e| input(e.to_string()))?;
         let simulated = sources
