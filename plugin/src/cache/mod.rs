@@ -439,27 +439,16 @@ impl Cache {
         }
     }
 
-    /// [`Cache::get_or_compute`] for a circuit whose ID is known.
-    pub fn get_or_compute_id<V: CacheValue, E>(
-        &self,
-        id: &CircuitId,
-        kind: &ResultKind,
-        compute: impl FnOnce() -> Result<V, E>,
-    ) -> Result<(V, Source), E> {
-        self.get_or_compute_inner(id, None, kind, compute)
-    }
-
     fn get_or_compute_inner<V: CacheValue, E>(
         &self,
         id: &CircuitId,
-        memo: Option<Entry>,
+        mut memo: Option<Entry>,
         kind: &ResultKind,
         compute: impl FnOnce() -> Result<V, E>,
     ) -> Result<(V, Source), E> {
         let key = result_key(&id.digest, kind);
         let proof = id.graph.to_bytes();
         // A memo computed here is written with the result, or on its own when none is written.
-        let mut memo = memo;
         let first = self.lookup(&key, &id.graph, &proof);
         let was_absent = matches!(first, Lookup::Absent);
         if let Lookup::Found(v) = first {
