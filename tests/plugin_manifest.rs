@@ -135,35 +135,38 @@ fn the_configmap_is_what_the_manifest_yields() {
 }
 
 #[test]
-fn the_workflow_template_uses_the_plugin_as_documented() {
-    let wt = yaml(&templates().join("quargo-cutting.yaml"));
-    assert_eq!(wt["kind"], "WorkflowTemplate");
-    let templates = wt["spec"]["templates"].as_array().expect("templates");
+fn the_workflow_templates_use_the_plugin_as_documented() {
     let mut ops = Vec::new();
-    for t in templates.iter().filter(|t| t.get("plugin").is_some()) {
-        let plugin = t["plugin"].as_object().expect("plugin object");
-        assert_eq!(
-            plugin.len(),
-            1,
-            "Argo requires exactly one key under plugin"
-        );
-        let body = &plugin["quargo"];
-        assert_eq!(
-            body["nodeName"], "{{node.name}}",
-            "the idempotency key needs the node name"
-        );
-        if t.get("retryStrategy").is_some() {
+    for file in ["quargo-cutting.yaml", "quargo-run.yaml"] {
+        let wt = yaml(&templates().join(file));
+        assert_eq!(wt["kind"], "WorkflowTemplate", "{file}");
+        let templates = wt["spec"]["templates"].as_array().expect("templates");
+        for t in templates.iter().filter(|t| t.get("plugin").is_some()) {
+            let plugin = t["plugin"].as_object().expect("plugin object");
             assert_eq!(
-                body["attempt"], "{{retries}}",
-                "retries need their attempt number"
+                plugin.len(),
+                1,
+                "Argo requires exactly one key under plugin"
             );
+            let body = &plugin["quargo"];
+            assert_eq!(
+                body["nodeName"], "{{node.name}}",
+                "the idempotency key needs the node name"
+            );
+            if t.get("retryStrategy").is_some() {
+                assert_eq!(
+                    body["attempt"], "{{retries}}",
+                    "retries need their attempt number"
+                );
+            }
+            assert!(
+                t["timeout"].is_string(),
+                "the plugin enforces the template's timeout"
+            );
+            ops.push(body["op"].as_str().expect("op").to_string());
         }
-        assert!(
-            t["timeout"].is_string(),
-            "the plugin enforces the template's timeout"
-        );
-        ops.push(body["op"].as_str().expect("op").to_string());
     }
     ops.sort();
-    assert_eq!(ops, ["cut", "reconstruct", "simulate"]);
+    ops.dedup();
+    assert_eq!(ops, ["cut", "reconstruct", "run", "simulate"]);
 }
