@@ -516,6 +516,71 @@ impl Cache {
         }
     }
 
+    /// IDs of many circuits: this process's memo, then one store read for the stored memos, then
+    /// quizx (in parallel) for the rest, with their memo entries to write.
+    fn ids_of(&self, circuits: &[&Circuit]) -> Vec<Result<(CircuitId, Option<Entry>), IdError>> {
+        use rayon::prelude::*;
+        let exacts: Vec<Vec<u8>> = circuits.par_iter().map(|c| c.canonical_bytes()).collect();
+        let mut known: Vec<Option<CircuitId>> = exacts.iter().map(|e| self.ids.get(e)).collect();
+        let unknown: Vec<usize> = (0..circuits.len())
+            .filter(|&i| known[i].is_none())
+            .collect();
+        let memo_keys: Vec<Key> = unknown.iter().map(|&i| memo_key(&exacts[i])).collect();
+        let stores: Vec<String> = memo_keys.iter().map(|k| k.store.clone()).collect();
+        for ((&i, memo), fetched) in unknown.iter().zip(&memo_keys).zip(self.fetch_many(&stores)) {
+            known[i] = self.memo_from(Ok(fetched), memo, &exacts[i]);
+        }
+        known
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, id)| match id {
+                Some(id) => Ok((id, None)),
+                None => self.compute_id(circuits[i], exacts[i].clone(), memo_key(&exacts[i])),
+            })
+            .collect()
+    }
+
+    /// Cached results of `kind` for many circuits, proven equal, `None` where there is none;
+    /// one store read for the memos and one for the results. Never computes a result.
+    pub fn lookup_many<V: CacheValue>(
+        &self,
+        circuits: &[&Circuit],
+        kind: &ResultKind,
+    ) -> Vec<Option<V>> {
+        let ids = self.ids_of(circuits);
+        let keys: Vec<Option<Key>> = ids
+            .iter()
+            .map(|id| id.as_ref().ok().map(|(id, _)| result_key(&id.digest, kind)))
+            .collect();
+        let stores: Vec<String> = keys.iter().flatten().map(|k| k.store.clone()).collect();
+        let mut fetched = self.fetch_many(&stores).into_iter();
+        let mut memos = Vec::new();
+        let found = ids
+            .iter()
+            .zip(keys)
+            .map(|(id, key)| {
+                let (Ok((id, memo)), Some(key)) = (id, key) else {
+                    return None;
+                };
+                memos.extend(memo.clone());
+                let value = fetched.next().unwrap_or(None);
+                match self.lookup_in::<V>(Ok(value), &key, &id.graph, &id.graph.to_bytes()) {
+                    Lookup::Found(v) => {
+                        self.count(Event::Hit);
+                        Some(v)
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        if !memos.is_empty() {
+            if let Err(e) = self.store.put_many(&memos) {
+                self.degrade(Event::StoreError, &e);
+            }
+        }
+        found
+    }
+
     /// [`Cache::get_or_compute`] for many circuits of one kind, batched: every lookup first,
     /// then one store write to lease all misses, the misses computed in parallel (`compute(i)` for
     /// circuit `i`; circuits with one semantic ID are computed once), and one write for all results,
@@ -533,25 +598,7 @@ impl Cache {
         F: Fn(usize) -> Result<V, E> + Sync,
     {
         use rayon::prelude::*;
-        // IDs: this process's memo, then one store read for the stored memos, then quizx.
-        let exacts: Vec<Vec<u8>> = circuits.par_iter().map(|c| c.canonical_bytes()).collect();
-        let mut known: Vec<Option<CircuitId>> = exacts.iter().map(|e| self.ids.get(e)).collect();
-        let unknown: Vec<usize> = (0..circuits.len())
-            .filter(|&i| known[i].is_none())
-            .collect();
-        let memo_keys: Vec<Key> = unknown.iter().map(|&i| memo_key(&exacts[i])).collect();
-        let stores: Vec<String> = memo_keys.iter().map(|k| k.store.clone()).collect();
-        for ((&i, memo), fetched) in unknown.iter().zip(&memo_keys).zip(self.fetch_many(&stores)) {
-            known[i] = self.memo_from(Ok(fetched), memo, &exacts[i]);
-        }
-        let ids: Vec<Result<(CircuitId, Option<Entry>), IdError>> = known
-            .into_par_iter()
-            .enumerate()
-            .map(|(i, id)| match id {
-                Some(id) => Ok((id, None)),
-                None => self.compute_id(circuits[i], exacts[i].clone(), memo_key(&exacts[i])),
-            })
-            .collect();
+        let ids = self.ids_of(circuits);
         let mut out: Vec<Option<(V, Source)>> = (0..circuits.len()).map(|_| None).collect();
         let mut pending: Vec<Entry> = Vec::new();
         // Results: one store read for every key.

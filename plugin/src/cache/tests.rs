@@ -386,3 +386,23 @@ fn a_full_lmdb_map_degrades_to_computing() {
     drop(cache);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn lookup_many_finds_proven_hits_and_never_computes() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let kind = ResultKind::Probabilities;
+    let x = circuit("x q[0];", 2);
+    let hzh = circuit("h q[0]; z q[0]; h q[0];", 2);
+    let other = circuit("x q[1];", 2);
+    assert!(cache
+        .lookup_many::<Vec<f64>>(&[&x, &other], &kind)
+        .iter()
+        .all(Option::is_none));
+    cache.get_or_compute(&x, &kind, || probs(&x)).expect("x");
+    let found = cache.lookup_many::<Vec<f64>>(&[&hzh, &other, &x], &kind);
+    assert_eq!(found[0].as_deref(), Some(&probs(&x).expect("direct")[..]));
+    assert!(found[1].is_none());
+    assert!(found[2].is_some());
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}

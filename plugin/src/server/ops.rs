@@ -184,7 +184,11 @@ impl Ops {
             let circuit =
                 crate::qasm::parse(&qasm).map_err(|e| input(format!("bad QASM in 'qasm': {e}")))?;
             let key = circuit_key(&circuit);
-            self.write(&key, circuit.to_qasm().as_bytes())?;
+            // Written once per process: repeated calls with the same inline circuit skip the write.
+            if self.circuits.get(&key).is_none() {
+                self.write(&key, circuit.to_qasm().as_bytes())?;
+                self.circuits.insert(key.clone(), Arc::new(circuit.clone()));
+            }
             return Ok((circuit, key));
         }
         let key = get_text(body, "circuit").ok_or_else(|| {
@@ -404,11 +408,12 @@ impl Ops {
             .map(|k| self.load_circuit(k))
             .collect::<Result<_, _>>()?;
         if !compute {
-            let all_cached = circuits.iter().all(|c| {
-                self.cache
-                    .lookup_only::<Vec<f64>>(c, &ResultKind::Probabilities)
-                    .is_some()
-            });
+            let refs: Vec<&Circuit> = circuits.iter().collect();
+            let all_cached = self
+                .cache
+                .lookup_many::<Vec<f64>>(&refs, &ResultKind::Probabilities)
+                .iter()
+                .all(Option::is_some);
             if !all_cached {
                 return Ok(None);
             }
