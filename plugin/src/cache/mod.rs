@@ -75,8 +75,8 @@ pub enum Source {
 }
 
 /// Store key prefix of results; memo entries (content ID -> circuit ID) live under `m/`.
-pub const RESULT_PREFIX: &str = "r/";
-pub const MEMO_PREFIX: &str = "m/";
+pub const RESULT_PREFIX: &str = crate::store::EVICTABLE_PREFIXES[0];
+pub const MEMO_PREFIX: &str = crate::store::EVICTABLE_PREFIXES[1];
 
 struct Key {
     /// Short store key: a hash of `text`.

@@ -8,7 +8,9 @@
 //! - `leases`: key -> expiry ms (u64 LE) ++ pid (u32 LE) ++ owner
 //! - `meta`: `seq`, `bytes` and `counter:NAME` -> u64 LE
 //!
-//! Size bound: the map size is the bound. Puts evict the oldest-written entries once the values
+//! Size bound: the map size is the bound. Only recomputable entries (cache results and memos,
+//! [`super::EVICTABLE_PREFIXES`]) are ever evicted; data (circuits, plans, jobs) stays until cleared.
+//! Puts evict the least recently used evictable entries once the values
 //! take more than half of it (LMDB needs head room for its B-tree, overflow pages and the pages
 //! freed by readers still open). Values read since the last write move to the back of the queue at
 //! the next write, so eviction approximates least-recently-used without a write per read.
@@ -238,7 +240,11 @@ impl LmdbStore {
     }
 
     /// Gives `key` the next use sequence (the back of the eviction queue).
+    /// Data keys (outside [`super::EVICTABLE_PREFIXES`]) never enter the queue: never evicted.
     fn enqueue(&self, txn: &mut RwTxn<'static>, key: &[u8]) -> Result<(), heed::Error> {
+        if !super::evictable(key) {
+            return Ok(());
+        }
         let seq = self.next_seq(txn)?.to_be_bytes();
         self.shared.seqs.put(txn, key, &seq)?;
         self.shared.order.put(txn, &seq, key)
@@ -634,21 +640,34 @@ mod tests {
     fn the_size_bound_evicts_least_recently_used_first() {
         let (store, dir) = temp_store(1 << 20);
         let value = vec![7u8; 20_000];
-        store.put("first", &value).expect("put");
-        store.put("second", &value).expect("put");
+        store.put("r/first", &value).expect("put");
+        store.put("r/second", &value).expect("put");
         for i in 0..60 {
-            // Reading "first" keeps it recent; "second" is never read and ages out.
+            // Reading "r/first" keeps it recent; "r/second" is never read and ages out.
             assert!(
-                store.get("first").expect("get").is_some(),
+                store.get("r/first").expect("get").is_some(),
                 "first evicted at {i}"
             );
-            store.put(&format!("filler{i}"), &value).expect("put");
+            store.put(&format!("r/filler{i}"), &value).expect("put");
         }
         let stats = store.stats("").expect("stats");
         assert!(stats.bytes <= (1 << 20) / 2, "bytes {}", stats.bytes);
         assert!(stats.counters.get("evicted").copied().unwrap_or(0) > 0);
-        assert_eq!(store.get("second").expect("get"), None);
-        assert!(store.get("filler59").expect("get").is_some());
+        assert_eq!(store.get("r/second").expect("get"), None);
+        assert!(store.get("r/filler59").expect("get").is_some());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn data_keys_are_never_evicted() {
+        let (store, dir) = temp_store(1 << 20);
+        let value = vec![3u8; 20_000];
+        store.put("p/plan", &value).expect("put");
+        for i in 0..60 {
+            store.put(&format!("r/{i}"), &value).expect("put");
+        }
+        assert!(store.get("p/plan").expect("get").is_some());
+        assert_eq!(store.get("r/0").expect("get"), None);
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -104,6 +104,16 @@ pub trait Store: Send + Sync {
     fn location(&self) -> String;
 }
 
+/// Namespaces whose entries can be recomputed (the cache's results and memos): the only ones a
+/// size bound may evict. Everything else (circuits, batches, plans, outputs, jobs) is data.
+pub const EVICTABLE_PREFIXES: [&str; 2] = ["r/", "m/"];
+
+pub(crate) fn evictable(key: &[u8]) -> bool {
+    EVICTABLE_PREFIXES
+        .iter()
+        .any(|p| key.starts_with(p.as_bytes()))
+}
+
 /// Default size bound of the embedded store.
 pub const DEFAULT_LMDB_MAX_BYTES: u64 = 4 << 30;
 
