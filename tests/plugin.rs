@@ -381,6 +381,27 @@ fn a_whole_pipeline_through_http_with_redis_matches_direct_simulation() {
         json!({"op": "simulate", "batch": batches[0]}),
     ));
     assert_eq!(outputs_param(&again, "simulated"), "0");
+
+    // `cache clear` drops results and memos but keeps the data; `--all` removes the data too.
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_quargo"))
+            .args(args)
+            .output()
+            .expect("quargo runs")
+    };
+    let url = redis.url();
+    let fetched = cli(&["fetch", &output_key, "--cache", &url]);
+    assert!(fetched.status.success());
+    let printed: Value = serde_json::from_slice(&fetched.stdout).expect("the output JSON");
+    assert_eq!(printed["num_qubits"], output["num_qubits"]);
+    assert!(cli(&["cache", "clear", "--cache", &url]).status.success());
+    assert!(cli(&["fetch", &plan, "--cache", &url]).status.success());
+    assert!(cli(&["cache", "clear", "--all", "--cache", &url])
+        .status
+        .success());
+    let gone = cli(&["fetch", &plan, "--cache", &url]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("is not in"));
 }
 
 #[test]

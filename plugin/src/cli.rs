@@ -153,8 +153,17 @@ pub struct CacheCommand {
 pub enum CacheAction {
     /// Print entries, bytes and hit/miss counters as JSON.
     Stats(StoreArg),
-    /// Remove every cached result, memo and counter.
-    Clear(StoreArg),
+    /// Remove every cached result, memo and counter (with --all: also the plugin's data).
+    Clear(ClearArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClearArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Also remove the plugin's data: circuits, batches, plans, outputs and job records.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -405,15 +414,19 @@ fn open_cache(args: &CacheArgs) -> Result<Option<Cache>> {
 /// `quargo cache stats|clear`.
 pub fn cache_command(args: &CacheCommand, out: &mut impl Write) -> Result<()> {
     let store = match &args.action {
-        CacheAction::Stats(store) | CacheAction::Clear(store) => store,
+        CacheAction::Stats(store) => store,
+        CacheAction::Clear(clear) => &clear.store,
     };
     let cache = Cache::open(&store.url)?;
-    match args.action {
+    match &args.action {
         CacheAction::Stats(_) => {
             serde_json::to_writer(&mut *out, &cache.stats()?)?;
         }
-        CacheAction::Clear(_) => {
-            let removed = cache.clear()?;
+        CacheAction::Clear(clear) => {
+            let mut removed = cache.clear()?;
+            if clear.all {
+                removed += cache.store().clear("")?;
+            }
             serde_json::to_writer(
                 &mut *out,
                 &serde_json::json!({"location": cache.store().location(), "removed": removed}),
