@@ -1,6 +1,7 @@
 //! The local pipeline: cut -> simulate every fragment variant (in parallel) -> reconstruct, in one
 //! process. The Argo steps run the same pieces one by one; this is `quargo run`.
 
+use crate::cache::codec::CacheValue;
 use crate::cache::{Cache, ResultKind, Source};
 use crate::circuit::{Circuit, CircuitError};
 use crate::cut::{
@@ -698,23 +699,39 @@ pub fn cached_one(
     request: &SingleRequest,
     cache: &Cache,
 ) -> Option<SingleResult> {
+    let mut kinds = Vec::new();
+    if request.probabilities {
+        kinds.push(ResultKind::Probabilities);
+    }
+    let counts = match request.shots {
+        // Counts without an explicit seed are never cached.
+        Some((_, None)) => return None,
+        Some((shots, Some(seed))) => {
+            kinds.push(ResultKind::Counts {
+                shots,
+                seed_policy: format!("seed={seed}"),
+            });
+            Some((shots, seed))
+        }
+        None => None,
+    };
+    kinds.extend(request.observables.iter().map(|p| ResultKind::Expectation {
+        observable: p.to_string(),
+    }));
+    // One store read for every part.
+    let values = cache.lookup_kinds(circuit, &kinds)?;
+    let mut values = values.iter();
     let mut result = SingleResult::default();
     if request.probabilities {
-        result.probabilities = Some(cache.lookup_only(circuit, &ResultKind::Probabilities)?);
+        result.probabilities = Some(CacheValue::decode(values.next()?)?);
     }
-    if let Some((shots, seed)) = request.shots {
-        let seed = seed?;
-        let kind = ResultKind::Counts {
-            shots,
-            seed_policy: format!("seed={seed}"),
-        };
-        result.counts = Some((shots, seed, cache.lookup_only(circuit, &kind)?));
+    if let Some((shots, seed)) = counts {
+        result.counts = Some((shots, seed, CacheValue::decode(values.next()?)?));
     }
-    for p in request.observables {
-        let kind = ResultKind::Expectation {
-            observable: p.to_string(),
-        };
-        result.expectations.push(cache.lookup_only(circuit, &kind)?);
+    for _ in request.observables {
+        result
+            .expectations
+            .push(CacheValue::decode(values.next()?)?);
     }
     Some(result)
 }

@@ -89,6 +89,19 @@ pub trait CacheValue: Sized {
     fn decode(bytes: &[u8]) -> Option<Self>;
 }
 
+/// A value's bytes as stored, for callers that decode several kinds themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raw(pub Vec<u8>);
+
+impl CacheValue for Raw {
+    fn encode(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(Raw(bytes.to_vec()))
+    }
+}
+
 /// Probabilities (or any dense real vector): raw f64 LE.
 impl CacheValue for Vec<f64> {
     fn encode(&self) -> Vec<u8> {

@@ -409,17 +409,24 @@ impl Cache {
             .map(|id| result_key(&id.digest, kind).store)
     }
 
-    /// The cached result, proven equal, or `None`; never computes.
-    pub fn lookup_only<V: CacheValue>(&self, circuit: &Circuit, kind: &ResultKind) -> Option<V> {
+    /// Cached results of several kinds for one circuit, all or nothing, in one store read: the
+    /// values' bytes (decode each with its [`CacheValue`]), or `None` when any is missing.
+    pub fn lookup_kinds(&self, circuit: &Circuit, kinds: &[ResultKind]) -> Option<Vec<Vec<u8>>> {
         let id = self.circuit_id(circuit).ok()?;
-        let key = result_key(&id.digest, kind);
-        match self.lookup(&key, &id.graph, &id.graph.to_bytes()) {
-            Lookup::Found(v) => {
-                self.count(Event::Hit);
-                Some(v)
+        let keys: Vec<Key> = kinds.iter().map(|k| result_key(&id.digest, k)).collect();
+        let stores: Vec<String> = keys.iter().map(|k| k.store.clone()).collect();
+        let proof = id.graph.to_bytes();
+        let mut values = Vec::with_capacity(kinds.len());
+        for (key, fetched) in keys.iter().zip(self.fetch_many(&stores)) {
+            match self.lookup_in::<codec::Raw>(Ok(fetched), key, &id.graph, &proof) {
+                Lookup::Found(codec::Raw(v)) => values.push(v),
+                _ => return None,
             }
-            _ => None,
         }
+        for _ in &values {
+            self.count(Event::Hit);
+        }
+        Some(values)
     }
 
     /// Returns the cached result of `kind` for `circuit`, or computes, stores and returns it.

@@ -5,6 +5,7 @@ use super::*;
 use crate::qasm::parse;
 use crate::store::lmdb::LmdbStore;
 use crate::store::redis::{RedisOptions, RedisStore};
+use codec::CacheValue as _;
 use std::sync::atomic::AtomicUsize;
 
 fn circuit(body: &str, n: usize) -> Circuit {
@@ -403,6 +404,35 @@ fn lookup_many_finds_proven_hits_and_never_computes() {
     assert_eq!(found[0].as_deref(), Some(&probs(&x).expect("direct")[..]));
     assert!(found[1].is_none());
     assert!(found[2].is_some());
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn lookup_kinds_is_all_or_nothing() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let bell = circuit("h q[0]; cx q[0],q[1];", 2);
+    let zz = ResultKind::Expectation {
+        observable: "ZZ".into(),
+    };
+    let kinds = [ResultKind::Probabilities, zz.clone()];
+    assert!(cache.lookup_kinds(&bell, &kinds).is_none());
+    cache
+        .get_or_compute(&bell, &ResultKind::Probabilities, || probs(&bell))
+        .expect("probabilities");
+    assert!(
+        cache.lookup_kinds(&bell, &kinds).is_none(),
+        "<ZZ> is missing"
+    );
+    cache
+        .get_or_compute(&bell, &zz, || Ok::<f64, String>(1.0))
+        .expect("zz");
+    let values = cache.lookup_kinds(&bell, &kinds).expect("both cached");
+    assert_eq!(
+        Vec::<f64>::decode(&values[0]),
+        Some(probs(&bell).expect("direct"))
+    );
+    assert_eq!(f64::decode(&values[1]), Some(1.0));
     drop(cache);
     std::fs::remove_dir_all(dir).ok();
 }

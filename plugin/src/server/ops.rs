@@ -460,11 +460,13 @@ impl Ops {
         let (record, circuit, options, prepared) = self.load_plan(&plan_key)?;
         let mut probs_of = std::collections::HashMap::new();
         let mut missing = 0usize;
-        for (id, c) in prepared.distinct_circuits() {
-            match self
-                .cache
-                .lookup_only::<Vec<f64>>(c, &ResultKind::Probabilities)
-            {
+        let distinct = prepared.distinct_circuits();
+        let circuits: Vec<&Circuit> = distinct.iter().map(|(_, c)| *c).collect();
+        let found = self
+            .cache
+            .lookup_many::<Vec<f64>>(&circuits, &ResultKind::Probabilities);
+        for ((id, _), probs) in distinct.iter().zip(found) {
+            match probs {
                 Some(p) => {
                     probs_of.insert(id.to_string(), p);
                 }
