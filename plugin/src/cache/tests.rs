@@ -5,7 +5,6 @@ use super::*;
 use crate::qasm::parse;
 use crate::store::lmdb::LmdbStore;
 use crate::store::redis::{RedisOptions, RedisStore};
-use codec::CacheValue as _;
 use std::sync::atomic::AtomicUsize;
 
 fn circuit(body: &str, n: usize) -> Circuit {
