@@ -5,8 +5,9 @@
 //! - `j/<key>` holds the job record (op, phase, message, outputs, start, deadline);
 //! - the store lease on `j/<key>` marks the process running it, renewed while it runs.
 //!
-//! A call finds the record and answers from it; finds none and answers at once when the op allows
-//! ([`Ops::fast_path`]); or takes the lease, writes a Running record and starts the op on a
+//! A call answers at once when the op allows ([`Ops::fast_path`]: input errors, results all in
+//! the cache — ops are pure, so that is what the record would say); else finds the record and
+//! answers from it; or takes the lease, writes a Running record and starts the op on a
 //! blocking thread, then waits a little for it before answering `Running` with a requeue. Two
 //! identical calls start one job (one of them gets the lease). A Running record whose lease is gone
 //! belongs to a process that died: the next call takes it over and runs it again (ops are pure).
@@ -207,9 +208,8 @@ impl Jobs {
         call: PluginCall,
         rt: &tokio::runtime::Handle,
     ) -> Result<Step, Unavailable> {
-        if let Some(record) = self.read(key)? {
-            return self.poll(key, call, record, rt);
-        }
+        // Ops are pure, so what the fast path can answer (input errors, results all in the cache)
+        // is what the job's record would say: it goes first and saves a store read.
         match self.ops.fast_path(&call.body) {
             Some(Ok(outputs)) => {
                 return Ok(Step::Reply(Reply::terminal(NodeResult {
@@ -221,6 +221,9 @@ impl Jobs {
             Some(Err(OpError::Input(message))) => return Ok(Step::Reply(Reply::failed(message))),
             Some(Err(OpError::Store(e))) => return Err(e.into()),
             None => {}
+        }
+        if let Some(record) = self.read(key)? {
+            return self.poll(key, call, record, rt);
         }
         self.claim_and_start(key, call, None, rt)
     }
