@@ -30,8 +30,9 @@ check-tools:
 build:
 	$(CARGO) build --release --locked
 
-# The one test command: formatting, lints and every test (unit, property, CLI).
+# The one test command: formatting, lints and every test (unit, property, CLI, Redis, plugin).
 test: check-tools
+	@command -v redis-server >/dev/null || { echo "error: make test needs redis-server (apt-get install redis-server; .ci/run installs it)"; exit 1; }
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	$(CARGO) test --locked
