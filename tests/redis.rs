@@ -251,3 +251,33 @@ fn a_run_survives_redis_being_killed_and_restarted() {
         .expect("last");
     assert_eq!(source, Source::Hit);
 }
+
+#[test]
+fn a_waiter_computes_when_the_lease_holder_dies() {
+    let server = RedisServer::start();
+    let s = store(&server.url());
+    let cache = Cache::new(s.clone(), CacheOptions::default());
+    let a = circuit("h q[0]; cx q[0],q[1]; rz(0.7) q[1];", 2);
+    let key = cache
+        .result_store_key(&a, &ResultKind::Probabilities)
+        .expect("key");
+    // A worker took the lease and died: nobody renews it, it lapses after 800 ms.
+    assert!(s
+        .try_lease(&key, "a-worker-that-died", Duration::from_millis(800))
+        .expect("lease"));
+    let started = Instant::now();
+    let (p, source) = cache
+        .get_or_compute(&a, &ResultKind::Probabilities, || probs(&a))
+        .expect("computed by the waiter");
+    assert_eq!(source, Source::Computed);
+    assert_eq!(p, probs(&a).expect("direct"));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "it waited for the lease: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "and not much longer: {waited:?}"
+    );
+}
