@@ -170,3 +170,35 @@ fn the_workflow_templates_use_the_plugin_as_documented() {
     ops.dedup();
     assert_eq!(ops, ["cut", "reconstruct", "run", "simulate"]);
 }
+
+/// The WorkflowTemplates against Argo's published WorkflowTemplate CRD (v4.1.2, the full schema in
+/// `../shared/schemas/argo/`), when that folder is present. The CRD sets no
+/// `additionalProperties: false`, so this checks types and required fields, not spelling; the
+/// test above checks the plugin bodies.
+#[test]
+fn the_workflow_templates_validate_against_argos_crd() {
+    let crd_path = templates().join("../../shared/schemas/argo/argoproj.io_workflowtemplates.yaml");
+    let Ok(text) = std::fs::read_to_string(&crd_path) else {
+        eprintln!(
+            "note: {} not present; CRD validation skipped",
+            crd_path.display()
+        );
+        return;
+    };
+    let crd: Value = serde_norway::from_str(&text).expect("CRD YAML");
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    assert!(schema.is_object(), "the CRD has an openAPIV3Schema");
+    let validator = jsonschema::validator_for(schema).expect("a usable schema");
+    for file in ["quargo-cutting.yaml", "quargo-run.yaml"] {
+        let wt = yaml(&templates().join(file));
+        let errors: Vec<String> = validator
+            .iter_errors(&wt)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{file}: {errors:#?}");
+    }
+    // The check has teeth: a wrong type is caught.
+    let mut broken = yaml(&templates().join("quargo-run.yaml"));
+    broken["spec"]["templates"][1]["timeout"] = serde_json::json!(30);
+    assert!(!validator.is_valid(&broken), "a numeric timeout must fail");
+}
