@@ -622,14 +622,13 @@ impl Cache {
         // Misses grouped by result key: (key, proof, graph index, circuit indices).
         let mut misses: Vec<(Key, Vec<u8>, usize, Vec<usize>)> = Vec::new();
         let mut miss_of: HashMap<String, usize> = HashMap::new();
-        let mut direct = Vec::new();
         for ((i, id), key) in ids.iter().enumerate().zip(result_keys) {
             let ((id, memo), Some(key)) = (
                 match id {
                     Ok(pair) => pair,
                     Err(e) => {
+                        // Computed at the end, without the cache.
                         self.degrade(Event::IdError, e);
-                        direct.push(i);
                         continue;
                     }
                 },
@@ -760,13 +759,14 @@ impl Cache {
                 out[i] = Some((v.clone(), source));
             }
         }
-        for i in direct {
-            out[i] = Some((compute(i)?, Source::Computed));
-        }
-        Ok(out
-            .into_iter()
-            .map(|o| o.expect("every circuit has a result"))
-            .collect())
+        // Circuits without an ID (and, defensively, any left without a result) are computed here.
+        out.into_iter()
+            .enumerate()
+            .map(|(i, o)| match o {
+                Some(result) => Ok(result),
+                None => compute(i).map(|v| (v, Source::Computed)),
+            })
+            .collect()
     }
 
     fn hold(&self, key: &str, owner: &str) -> HeldLease<'_> {
