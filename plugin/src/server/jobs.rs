@@ -17,7 +17,7 @@
 use super::ops::{OpError, Ops};
 use crate::argo::{go_duration, NodeResult, Outputs, Phase, PluginCall, Reply};
 use crate::cache::codec;
-use crate::store::{Store, StoreError};
+use crate::store::{now_ms, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -89,13 +89,6 @@ impl From<StoreError> for Unavailable {
     fn from(e: StoreError) -> Self {
         Unavailable(format!("the store is unavailable, retry later: {e}"))
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
