@@ -46,34 +46,31 @@ pub enum Refused {
 
 /// Checks the envelope and that it was written for `key`.
 pub fn open<'a>(bytes: &'a [u8], key: &str) -> Result<Opened<'a>, Refused> {
-    if bytes.len() < HEADER || &bytes[..4] != MAGIC {
-        return Err(Refused::Corrupt);
-    }
-    let len = u64::from_le_bytes(bytes[4..12].try_into().map_err(|_| Refused::Corrupt)?);
-    let payload = &bytes[HEADER..];
-    if payload.len() as u64 != len || blake3::hash(payload).as_bytes() != &bytes[12..HEADER] {
-        return Err(Refused::Corrupt);
-    }
-    let (stored_key, rest) = take_prefixed(payload).ok_or(Refused::Corrupt)?;
-    let (proof, value) = take_prefixed(rest).ok_or(Refused::Corrupt)?;
+    let (stored_key, opened) = unseal(bytes).ok_or(Refused::Corrupt)?;
     if stored_key != key.as_bytes() {
         return Err(Refused::OtherKey);
     }
-    Ok(Opened { proof, value })
+    Ok(opened)
 }
 
 /// Checks the envelope whatever key it was written for, and returns its value.
 pub fn open_any(bytes: &[u8]) -> Option<&[u8]> {
+    unseal(bytes).map(|(_, opened)| opened.value)
+}
+
+/// Magic, length and checksum checked: the stored key and the opened parts.
+fn unseal(bytes: &[u8]) -> Option<(&[u8], Opened<'_>)> {
     if bytes.len() < HEADER || &bytes[..4] != MAGIC {
         return None;
     }
+    let len = u64::from_le_bytes(bytes[4..12].try_into().ok()?);
     let payload = &bytes[HEADER..];
-    if blake3::hash(payload).as_bytes() != &bytes[12..HEADER] {
+    if payload.len() as u64 != len || blake3::hash(payload).as_bytes() != &bytes[12..HEADER] {
         return None;
     }
-    let (_, rest) = take_prefixed(payload)?;
-    let (_, value) = take_prefixed(rest)?;
-    Some(value)
+    let (stored_key, rest) = take_prefixed(payload)?;
+    let (proof, value) = take_prefixed(rest)?;
+    Some((stored_key, Opened { proof, value }))
 }
 
 fn take_prefixed(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
