@@ -165,6 +165,35 @@ impl LmdbStore {
         })
     }
 
+    /// Reads keys in one read transaction; found keys are re-queued as recently used at the
+    /// next write.
+    fn read<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k str>,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let txn = self.shared.env.read_txn().map_err(|e| self.err(e))?;
+        let mut found = Vec::new();
+        let mut out = Vec::new();
+        for key in keys {
+            let value = self
+                .shared
+                .values
+                .get(&txn, key.as_bytes())
+                .map_err(|e| self.err(e))?
+                .map(<[u8]>::to_vec);
+            if value.is_some() {
+                found.push(key.as_bytes().to_vec());
+            }
+            out.push(value);
+        }
+        drop(txn);
+        if let Ok(mut touched) = self.touched.lock() {
+            let room = 4096usize.saturating_sub(touched.len());
+            touched.extend(found.into_iter().take(room));
+        }
+        Ok(out)
+    }
+
     fn err(&self, e: heed::Error) -> StoreError {
         match e {
             heed::Error::Mdb(MdbError::MapFull) => StoreError::Full {
@@ -365,44 +394,11 @@ fn lease_owner(stored: &[u8]) -> &[u8] {
 
 impl Store for LmdbStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.shared.env.read_txn().map_err(|e| self.err(e))?;
-        let value = self
-            .shared
-            .values
-            .get(&txn, key.as_bytes())
-            .map_err(|e| self.err(e))?
-            .map(<[u8]>::to_vec);
-        if value.is_some() {
-            if let Ok(mut touched) = self.touched.lock() {
-                if touched.len() < 4096 {
-                    touched.push(key.as_bytes().to_vec());
-                }
-            }
-        }
-        Ok(value)
+        Ok(self.read(std::iter::once(key))?.pop().flatten())
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let txn = self.shared.env.read_txn().map_err(|e| self.err(e))?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let value = self
-                .shared
-                .values
-                .get(&txn, key.as_bytes())
-                .map_err(|e| self.err(e))?
-                .map(<[u8]>::to_vec);
-            out.push(value);
-        }
-        drop(txn);
-        if let Ok(mut touched) = self.touched.lock() {
-            for (key, value) in keys.iter().zip(&out) {
-                if value.is_some() && touched.len() < 4096 {
-                    touched.push(key.as_bytes().to_vec());
-                }
-            }
-        }
-        Ok(out)
+        self.read(keys.iter().map(String::as_str))
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
@@ -410,12 +406,7 @@ impl Store for LmdbStore {
     }
 
     fn put_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
-        self.write(|s, txn| {
-            for (key, value) in entries {
-                s.put_in(txn, key, value)?;
-            }
-            Ok(())
-        })
+        self.put_many_and_release(entries, &[], "")
     }
 
     fn put_many_and_release(
