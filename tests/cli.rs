@@ -2,8 +2,11 @@
 
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
+
+mod support;
+use support::root;
 
 fn quargo(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quargo"))
@@ -17,10 +20,6 @@ fn quargo(args: &[&str]) -> Output {
         .env_remove("QUARGO_CACHE")
         .output()
         .expect("quargo runs")
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn json(out: &Output) -> Value {
@@ -371,29 +370,17 @@ fn simulate_hits_for_an_equivalent_circuit_written_differently() {
 #[test]
 fn several_processes_share_one_lmdb_directory_and_compute_each_variant_once() {
     let cache = fresh_cache("multi-process");
-    let args = [
-        "run",
-        "examples/qaoa_ring8.qasm",
-        "--max-qubits",
-        "5",
-        "--cache",
-        &cache,
-    ];
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_quargo"))
-                .args(args)
-                .current_dir(root())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
-    let outputs: Vec<Value> = children
-        .into_iter()
-        .map(|c| json(&c.wait_with_output().expect("wait")))
-        .collect();
+    let outputs = support::quargo_concurrently(
+        &[
+            "run",
+            "examples/qaoa_ring8.qasm",
+            "--max-qubits",
+            "5",
+            "--cache",
+            &cache,
+        ],
+        4,
+    );
     let simulated: u64 = outputs
         .iter()
         .map(|o| o["report"]["circuits_simulated"].as_u64().unwrap())

@@ -4,60 +4,15 @@
 
 use serde_json::{json, Value};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::redis_server::{free_port, wait_for_port, RedisServer};
+use support::root;
+
 const TOKEN: &str = "abcdefghijklmnopqrstuvwxyz012345";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (.ci/run installs it)");
-        wait_for_port(port);
-        Redis { port, child }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Plugin {
     port: u16,
@@ -321,7 +276,7 @@ fn direct_probabilities(source: &str) -> Vec<f64> {
 
 #[test]
 fn a_whole_pipeline_through_http_with_redis_matches_direct_simulation() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let plugin = Plugin::start(&redis.url());
     let source = qasm("examples/two_blocks.qasm");
     let uid = "5f0c9a4e-1b2c-4d3e-9f8a-0123456789ab";
@@ -518,7 +473,7 @@ fn bad_inputs_fail_with_a_message_a_user_can_act_on() {
 
 #[test]
 fn sixteen_concurrent_calls_and_the_same_call_twice() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let plugin = Plugin::start(&redis.url());
     let circuits: Vec<String> = (0..16)
         .map(|i| {
@@ -613,7 +568,7 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[test]
 fn a_restart_mid_job_resumes_from_the_store() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let mut plugin = Plugin::start(&redis.url());
     let source = random_circuit(23, 200, 11);
     let body = request(
@@ -655,7 +610,7 @@ fn a_restart_mid_job_resumes_from_the_store() {
 
 #[test]
 fn the_template_timeout_is_enforced_and_a_panic_fails_one_job_only() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let plugin = Plugin::start(&redis.url());
     let mut body = request(
         "timeout",

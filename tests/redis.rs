@@ -6,64 +6,12 @@ use quargo::cache::{Cache, CacheOptions, Event, ResultKind, Source};
 use quargo::circuit::Circuit;
 use quargo::store::redis::{RedisOptions, RedisStore};
 use quargo::store::Store;
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = RedisServer { port, child: None };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server must be installed (apt-get install redis-server; .ci/run does it)",
-            );
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+mod support;
+use support::redis_server::RedisServer;
 
 fn store(url: &str) -> Arc<dyn Store> {
     Arc::new(
@@ -157,39 +105,21 @@ fn threads_on_one_redis_compute_each_key_once() {
 fn processes_on_one_redis_compute_each_variant_once() {
     let server = RedisServer::start();
     let url = server.url();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let args = [
-        "run",
-        "examples/qaoa_ring8.qasm",
-        "--max-qubits",
-        "5",
-        "--cache",
-        &url,
-    ];
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_quargo"))
-                .args(args)
-                .current_dir(&root)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
+    let outputs = support::quargo_concurrently(
+        &[
+            "run",
+            "examples/qaoa_ring8.qasm",
+            "--max-qubits",
+            "5",
+            "--cache",
+            &url,
+        ],
+        4,
+    );
     let mut simulated = 0;
-    let mut first_probabilities = None;
-    for child in children {
-        let out = child.wait_with_output().expect("wait");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    for v in &outputs {
         simulated += v["report"]["circuits_simulated"].as_u64().expect("count");
-        let p = v["probabilities"].clone();
-        assert_eq!(first_probabilities.get_or_insert(p.clone()), &p);
+        assert_eq!(v["probabilities"], outputs[0]["probabilities"]);
     }
     let stats = store(&url).stats("r/").expect("stats");
     assert!(stats.entries > 0);

@@ -13,9 +13,12 @@ use quargo::sim::Simulator;
 use quargo::store::{lmdb::LmdbStore, redis::RedisStore, Store};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 /// Block A on qubits 0..a+k, block B on the last k of those plus b more, each block entangling
 /// all its pairs: k wire cuts split them.
@@ -59,34 +62,6 @@ fn hardware_efficient(n: usize, reps: usize, seed: u64) -> Circuit {
         }
     }
     quargo::qasm::parse(&src).expect("generated circuit parses")
-}
-
-struct RedisServer(Child, u16);
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer(child, port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[derive(Clone)]
@@ -198,10 +173,7 @@ fn main() {
     let redis = RedisServer::start();
     let lmdb_dir = std::env::temp_dir().join(format!("quargo-bench-cache-{}", std::process::id()));
     std::fs::remove_dir_all(&lmdb_dir).ok();
-    let backends = [
-        Backend::Lmdb(lmdb_dir.clone()),
-        Backend::Redis(format!("redis://127.0.0.1:{}/0", redis.1)),
-    ];
+    let backends = [Backend::Lmdb(lmdb_dir.clone()), Backend::Redis(redis.url())];
     let mut jobs: Vec<(String, Circuit, usize)> = (1..=4)
         .map(|k| {
             (

@@ -1,0 +1,41 @@
+//! Helpers shared by the whole-flow tests. Each test crate uses a part of them.
+#![allow(dead_code)]
+
+pub mod redis_server;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `quargo ARGS` in `n` processes at once (from the repository root) and returns each
+/// one's JSON output, failing on any error.
+pub fn quargo_concurrently(args: &[&str], n: usize) -> Vec<Value> {
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_quargo"))
+                .args(args)
+                .current_dir(root())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("quargo starts")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let out: Output = child.wait_with_output().expect("quargo ends");
+            assert!(
+                out.status.success(),
+                "quargo failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+        })
+        .collect()
+}
