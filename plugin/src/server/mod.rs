@@ -11,7 +11,7 @@ pub mod metrics;
 pub mod ops;
 
 use crate::argo::{parse_request, Request};
-use crate::cache::{Cache, CacheOptions};
+use crate::cache::Cache;
 use crate::sim::Simulator;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -60,8 +60,8 @@ impl AppState {
 
     /// Opens the store and makes the job machinery; until then calls get 503.
     pub fn initialise(self: &Arc<Self>, config: &ServerConfig) -> anyhow::Result<()> {
-        let store: Arc<dyn crate::store::Store> = Arc::from(crate::store::open(&config.cache_url)?);
-        let cache = Arc::new(Cache::new(store.clone(), CacheOptions::default()));
+        let cache = Arc::new(Cache::open(&config.cache_url)?);
+        let store = cache.store().clone();
         let sim = Simulator::new().with_threads(config.threads)?;
         let ops = Arc::new(ops::Ops {
             store: store.clone(),
