@@ -13,6 +13,9 @@ use thiserror::Error;
 
 /// The key our templates use under `plugin`.
 pub const PLUGIN_KEY: &str = "quargo";
+/// Longest template deadline honoured (a year); longer ones are clamped, so deadlines never
+/// overflow a clock.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 
 #[derive(Debug, Error, PartialEq)]
 pub enum RequestError {
@@ -20,8 +23,6 @@ pub enum RequestError {
     NotJson(String),
     #[error("the body has no {0}")]
     Missing(&'static str),
-    #[error("template.plugin must be an object with exactly one key, got {0}")]
-    PluginShape(usize),
     #[error("plugin.quargo must be an object")]
     BodyShape,
     #[error(
@@ -102,10 +103,9 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, RequestError> {
     let Some(plugin) = plugin.as_object() else {
         return Ok(Request::NotOurs);
     };
-    if plugin.len() != 1 {
-        return Err(RequestError::PluginShape(plugin.len()));
-    }
-    let Some(body) = plugin.get(PLUGIN_KEY) else {
+    // Only a plugin object whose single key is ours is addressed to us; anything else belongs to
+    // another plugin (or to none) and gets `{}`, as Argo's agent expects.
+    let (Some(body), 1) = (plugin.get(PLUGIN_KEY), plugin.len()) else {
         return Ok(Request::NotOurs);
     };
     let body = body.as_object().ok_or(RequestError::BodyShape)?.clone();
@@ -126,10 +126,11 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, RequestError> {
         }
         _ => match template.get("activeDeadlineSeconds") {
             Some(Value::Number(n)) => n.as_u64().map(Duration::from_secs),
-            Some(Value::String(s)) => s.parse().ok().map(Duration::from_secs),
+            Some(Value::String(s)) => s.trim().parse().ok().map(Duration::from_secs),
             _ => None,
         },
-    };
+    }
+    .map(|t| t.min(MAX_TIMEOUT));
     Ok(Request::Ours(Box::new(PluginCall {
         workflow_name: meta("name"),
         namespace: meta("namespace"),
@@ -317,17 +318,41 @@ mod tests {
             Err(RequestError::NotJson(_))
         ));
         assert_eq!(parse_request(b"{}"), Err(RequestError::Missing("template")));
-        let two_keys = r#"{"workflow":{"metadata":{}},"template":{"plugin":{"a":{},"quargo":{}}}}"#;
-        assert_eq!(
-            parse_request(two_keys.as_bytes()),
-            Err(RequestError::PluginShape(2))
-        );
+        // A plugin object with no key, or with ours beside another, is not addressed to us.
+        for plugin in [r#"{}"#, r#"{"a":{},"quargo":{}}"#] {
+            let body =
+                format!(r#"{{"workflow":{{"metadata":{{}}}},"template":{{"plugin":{plugin}}}}}"#);
+            assert_eq!(
+                parse_request(body.as_bytes()),
+                Ok(Request::NotOurs),
+                "{plugin}"
+            );
+        }
         let bad_timeout =
             r#"{"workflow":{"metadata":{}},"template":{"plugin":{"quargo":{}},"timeout":"1d"}}"#;
         assert!(matches!(
             parse_request(bad_timeout.as_bytes()),
             Err(RequestError::BadTimeout(_))
         ));
+    }
+
+    #[test]
+    fn huge_deadlines_are_clamped_not_overflowed() {
+        for deadline in [
+            r#""activeDeadlineSeconds":18446744073709551615"#,
+            r#""activeDeadlineSeconds":"18446744073709551615""#,
+            r#""timeout":"2562047h47m16s""#,
+        ] {
+            let body = format!(
+                r#"{{"workflow":{{"metadata":{{}}}},"template":{{"plugin":{{"quargo":{{}}}},{deadline}}}}}"#
+            );
+            match parse_request(body.as_bytes()) {
+                Ok(Request::Ours(call)) => {
+                    assert_eq!(call.timeout, Some(MAX_TIMEOUT), "{deadline}")
+                }
+                other => panic!("{deadline}: {other:?}"),
+            }
+        }
     }
 
     #[test]

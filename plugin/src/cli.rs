@@ -122,7 +122,7 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARGO_MAX_BODY", default_value = "2M", value_parser = byte_size)]
     pub max_body: u64,
     /// Simulator threads per job (default: one per core).
-    #[arg(long, env = "QUARGO_THREADS", default_value_t = 0)]
+    #[arg(long, env = "QUARGO_THREADS", default_value_t = 0, value_parser = threads_in_range)]
     pub threads: usize,
 }
 
@@ -212,7 +212,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub max_cuts: Option<usize>,
     /// Sample this many shots per fragment variant (on average) instead of exact probabilities.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::pipeline::MAX_SHOTS))]
     pub shots: Option<u64>,
     /// Seed for sampling; without it a seed is drawn and printed.
     #[arg(long)]
@@ -231,7 +231,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_probabilities: bool,
     /// Worker threads (default: one per core).
-    #[arg(long, env = "QUARGO_THREADS", default_value_t = 0)]
+    #[arg(long, env = "QUARGO_THREADS", default_value_t = 0, value_parser = threads_in_range)]
     pub threads: usize,
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -242,14 +242,14 @@ pub struct SimulateArgs {
     /// OpenQASM 2 file to simulate.
     pub file: PathBuf,
     /// Sample this many shots instead of printing exact probabilities.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::pipeline::MAX_SHOTS))]
     pub shots: Option<u64>,
     /// Seed for sampling (ChaCha8; the same seed gives the same counts on every machine).
     /// Without it a random seed is drawn and printed in the output.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Worker threads for the simulator (default: one per core).
-    #[arg(long, env = "QUARGO_THREADS", default_value_t = 0)]
+    #[arg(long, env = "QUARGO_THREADS", default_value_t = 0, value_parser = threads_in_range)]
     pub threads: usize,
     /// Also print <P> for this Pauli string (Qiskit order, qubit 0 rightmost); repeatable.
     #[arg(long = "observable", value_name = "PAULI")]
@@ -311,12 +311,15 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
         threads: args.threads,
     };
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("quargo-serve")
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(crate::server::serve(config))
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(crate::server::serve(config));
+    // Cancelled jobs stop within one step; do not wait on anything that does not.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 /// `quargo fetch`.
@@ -503,4 +506,18 @@ pub fn run(args: &RunArgs, out: &mut impl Write) -> Result<()> {
     let output = result?;
     write_run_json(out, &output, args.shots, seed)?;
     Ok(())
+}
+
+/// `--threads`: 0 (one per core) up to [`crate::sim::MAX_THREADS`].
+fn threads_in_range(text: &str) -> Result<usize, String> {
+    let threads: usize = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a whole number"))?;
+    if threads > crate::sim::MAX_THREADS {
+        return Err(format!(
+            "at most {} threads are allowed",
+            crate::sim::MAX_THREADS
+        ));
+    }
+    Ok(threads)
 }

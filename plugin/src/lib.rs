@@ -4,6 +4,7 @@
 
 pub mod argo;
 pub mod cache;
+pub mod cancel;
 pub mod circuit;
 pub mod cli;
 pub mod cut;

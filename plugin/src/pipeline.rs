@@ -20,8 +20,14 @@ use thiserror::Error;
 
 /// Most fragment variants one run may ask for.
 pub const MAX_VARIANTS: u128 = 1 << 20;
-/// Most `4^k 2^n` terms a full-distribution reconstruction may cost.
-const MAX_RECONSTRUCTION_TERMS: u128 = 1 << 40;
+/// Most `4^k 2^n` terms a full-distribution reconstruction may cost (about a minute of work).
+pub const MAX_RECONSTRUCTION_TERMS: u128 = 1 << 34;
+/// Most cuts whose `4^k` Pauli-label assignments any reconstruction enumerates (`4^12` = 16.8 M).
+pub const MAX_RECONSTRUCTION_CUTS: usize = 12;
+/// Most entries of all fragment tensors together (`4^(prepared + measured) 2^outputs` each).
+const MAX_TENSOR_ENTRIES: u128 = 1 << 28;
+/// Most shots one variant or circuit may ask for (sums over 2^20 variants stay within u64).
+pub const MAX_SHOTS: u64 = 1_000_000_000_000;
 /// Per-outcome standard errors cost another `4^k 2^n` times the fragment count; above this they are
 /// skipped (and the report says so).
 const MAX_STDERR_TERMS: u128 = 1 << 30;
@@ -74,6 +80,14 @@ pub enum RunError {
     },
     #[error("the cut plan does not fit the circuit: {0}")]
     Plan(String),
+    #[error("the plan has {cuts} cuts: reconstruction sums over 4^{cuts} Pauli-label assignments, more than the limit of 4^{limit}; allow wider fragments (--max-qubits) or fewer cuts (--max-cuts)")]
+    TooManyCuts { cuts: usize, limit: usize },
+    #[error("the fragment tensors of this plan have {entries} entries, more than the limit of {limit}; allow wider fragments (--max-qubits)")]
+    TensorsTooLarge { entries: u128, limit: u128 },
+    #[error("shots must be between 1 and {MAX_SHOTS}, got {0}")]
+    Shots(u64),
+    #[error(transparent)]
+    Cancelled(#[from] crate::cancel::Cancelled),
     #[error("{missing} fragment variants have no result in the store; run the simulate step for every batch first")]
     MissingResults { missing: usize },
     #[error("the full distribution over {num_qubits} qubits with {cuts} cuts costs 4^{cuts} * 2^{num_qubits} terms and {bytes} bytes, too much for this machine; ask for expectation values instead (--observable ... --no-probabilities)")]
@@ -256,6 +270,40 @@ pub fn prepare_with_cuts(
     prepare_plan(circuit, plan, options, sim, 0.0)
 }
 
+/// Refuses plans whose reconstruction would not finish or not fit, before anything is computed:
+/// the `4^k` label assignments, the fragment tensors, and shots that would overflow a sum.
+fn check_reconstruction_cost(plan: &CutPlan, options: &RunOptions) -> Result<(), RunError> {
+    if let Some(shots) = options.shots {
+        if shots == 0 || shots > MAX_SHOTS {
+            return Err(RunError::Shots(shots));
+        }
+    }
+    let k = plan.cuts.len();
+    if k > MAX_RECONSTRUCTION_CUTS {
+        return Err(RunError::TooManyCuts {
+            cuts: k,
+            limit: MAX_RECONSTRUCTION_CUTS,
+        });
+    }
+    let entries = plan
+        .fragments
+        .iter()
+        .map(|f| {
+            let labels = f.prepared_cuts().len() + f.measured_cuts().len();
+            let outputs = f.output_qubits().len();
+            // 4^labels 2^outputs = 2^(2 labels + outputs), capped so the shift cannot overflow.
+            1u128 << (2 * labels + outputs).min(120)
+        })
+        .fold(0u128, u128::saturating_add);
+    if entries > MAX_TENSOR_ENTRIES {
+        return Err(RunError::TensorsTooLarge {
+            entries,
+            limit: MAX_TENSOR_ENTRIES,
+        });
+    }
+    Ok(())
+}
+
 fn check_observables(circuit: &Circuit, options: &RunOptions) -> Result<(), RunError> {
     let n = circuit.num_qubits();
     for (text, obs) in &options.observables {
@@ -279,6 +327,7 @@ fn prepare_plan(
 ) -> Result<Prepared, RunError> {
     let n = circuit.num_qubits();
     let k = plan.cuts.len();
+    check_reconstruction_cost(&plan, options)?;
     if plan.num_variants() > MAX_VARIANTS {
         return Err(RunError::TooManyVariants {
             variants: plan.num_variants(),
@@ -287,6 +336,7 @@ fn prepare_plan(
         });
     }
     if options.probabilities {
+        // k <= MAX_RECONSTRUCTION_CUTS here, so 4^k is small; the shift is capped like the bytes.
         let terms = 4u128.pow(k as u32) << n.min(100);
         let bytes = 8u128 << n.min(100);
         sim.check_memory(n.saturating_sub(1))
@@ -364,7 +414,7 @@ pub fn simulate_variants(
     let total = unique.len() as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
     let compute = |i: usize| -> Result<Vec<f64>, SimError> {
-        let probs = sim.run(unique[i].1)?.probabilities().to_vec();
+        let probs = exact_probabilities(sim, unique[i].1)?;
         let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         progress(d, total);
         Ok(probs)
@@ -388,6 +438,16 @@ pub fn simulate_variants(
         probs_of.insert(id.to_string(), probs);
     }
     Ok((probs_of, circuits_simulated))
+}
+
+/// Exact outcome probabilities of `circuit`, with the memory of the state, the probability buffer
+/// and the returned copy admitted first.
+pub fn exact_probabilities(sim: &Simulator, circuit: &Circuit) -> Result<Vec<f64>, SimError> {
+    let n = circuit.num_qubits();
+    sim.check_memory(n)?;
+    let _buffers = sim.reserve(16u128 << n, &format!("{n}-qubit probability vectors"))?;
+    let state = sim.run(circuit)?;
+    Ok(sim.install(|| state.probabilities().to_vec()))
 }
 
 /// Runs the whole pipeline. Every distinct variant's exact probabilities come from `cache` when it
@@ -476,7 +536,7 @@ pub fn reconstruct(
                             for (i, c) in counts {
                                 estimate[i] = c as f64 / n_v as f64;
                             }
-                            shots_total += n_v;
+                            shots_total = shots_total.saturating_add(n_v);
                             probs.push(estimate);
                             used.push(n_v);
                         }
@@ -494,12 +554,18 @@ pub fn reconstruct(
     let rec_started = Instant::now();
     let mut notes = Vec::new();
     let (mut probabilities, mut stderr) = (None, None);
+    let cancel = sim.cancel();
     if let Some(z) = *z_setting {
-        let mut p = sim.install(|| distribution(plan, &results[z]));
+        let _distribution_memory = sim.reserve(
+            8u128 << n.min(100),
+            &format!("the {n}-qubit reconstructed distribution"),
+        )?;
+        let mut p = sim.install(|| distribution(plan, &results[z], cancel))?;
         if options.shots.is_some() {
-            let cost = (4u128.pow(k as u32) << n) * plan.fragments.len() as u128;
+            let cost =
+                (4u128.pow(k as u32) << n.min(100)).saturating_mul(plan.fragments.len() as u128);
             if cost <= MAX_STDERR_TERMS {
-                stderr = Some(sim.install(|| distribution_stderr(plan, &results[z])));
+                stderr = Some(sim.install(|| distribution_stderr(plan, &results[z], cancel))?);
             } else {
                 notes.push(format!(
                     "per-outcome standard errors skipped: they would cost {cost} terms; expectation values carry theirs"
@@ -524,7 +590,7 @@ pub fn reconstruct(
             if group.is_empty() {
                 continue;
             }
-            let (values, se) = expectation_terms(plan, &results[si], &group);
+            let (values, se) = expectation_terms(plan, &results[si], &group, cancel)?;
             value += group
                 .iter()
                 .zip(&values)
@@ -613,6 +679,8 @@ impl LazyState<'_> {
     fn probabilities(&mut self, cache: Option<&Cache>) -> Result<Vec<f64>, SimError> {
         let sim = self.sim;
         let compute = |state: &mut LazyState| -> Result<Vec<f64>, SimError> {
+            let n = state.circuit.num_qubits();
+            let _buffers = sim.reserve(16u128 << n, &format!("{n}-qubit probability vectors"))?;
             let s = state.get()?;
             Ok(sim.install(|| s.probabilities().to_vec()))
         };
@@ -637,6 +705,14 @@ pub fn simulate_one(
     cache: Option<&Cache>,
 ) -> Result<SingleResult, SimError> {
     sim.check_memory(circuit.num_qubits())?;
+    if let Some((shots, _)) = request.shots {
+        if shots == 0 || shots > MAX_SHOTS {
+            return Err(SimError::Shots {
+                shots,
+                max: MAX_SHOTS,
+            });
+        }
+    }
     for p in request.observables {
         p.check_width(circuit.num_qubits())?;
     }

@@ -19,6 +19,13 @@ use thiserror::Error;
 pub const MAX_INSTRUCTIONS: usize = 20_000_000;
 /// Deepest expression nesting accepted; guards the parser's stack.
 const MAX_EXPR_DEPTH: usize = 200;
+/// Most operators and functions in one expression. A chain `1+1+...+1` is parsed by a loop but
+/// builds a tree as deep as it is long, which evaluation and dropping walk recursively: the bound
+/// keeps every tree shallow enough for a 2 MiB thread stack, whatever the input.
+pub const MAX_EXPR_OPERATIONS: usize = 1_000;
+/// Deepest nesting of user gate definitions (a gate calling a gate calling ...): expansion
+/// recurses once per level.
+pub const MAX_GATE_NESTING: usize = 64;
 
 /// What went wrong, for callers that branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,6 +307,8 @@ struct UserGate {
     body: Vec<BodyCall>,
     /// Builtin gates one call expands to (saturating), checked before expanding.
     expanded: u64,
+    /// 1 for a body of builtin gates only, else one more than the deepest user gate it calls.
+    nesting: usize,
 }
 
 /// What a gate name resolves to.
@@ -403,6 +412,8 @@ struct Parser<'a> {
     opaque: HashMap<String, Pos>,
     library: bool,
     pending: Vec<(Gate, Vec<usize>, Pos)>,
+    /// Operators and functions in the expression being parsed.
+    expr_operations: usize,
 }
 
 /// Parses an OpenQASM 2 program.
@@ -418,16 +429,39 @@ pub fn parse(src: &str) -> Result<Circuit, ParseError> {
         opaque: HashMap::new(),
         library: false,
         pending: Vec::new(),
+        expr_operations: 0,
     };
     p.program()?;
     p.finish()
 }
 
+/// Largest OpenQASM file read (larger ones, or endless ones such as `/dev/zero`, are refused
+/// after reading this much).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
 /// Reads and parses an OpenQASM 2 file.
 pub fn parse_file(path: &std::path::Path) -> Result<Circuit, QasmFileError> {
-    let src = std::fs::read_to_string(path).map_err(|error| QasmFileError::Read {
+    use std::io::Read;
+    let read_error = |error| QasmFileError::Read {
         path: path.display().to_string(),
         error,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(QasmFileError::TooLarge {
+            path: path.display().to_string(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let src = String::from_utf8(bytes).map_err(|_| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is not UTF-8 text",
+        ))
     })?;
     parse(&src).map_err(|error| QasmFileError::Parse {
         path: path.display().to_string(),
@@ -441,6 +475,8 @@ pub fn parse_file(path: &std::path::Path) -> Result<Circuit, QasmFileError> {
 pub enum QasmFileError {
     #[error("cannot read {path}: {error}")]
     Read { path: String, error: std::io::Error },
+    #[error("{path} is larger than {limit} bytes, the most an OpenQASM file may have")]
+    TooLarge { path: String, limit: u64 },
     #[error("{path}: {error}")]
     Parse { path: String, error: ParseError },
 }
@@ -800,6 +836,21 @@ impl<'a> Parser<'a> {
                 GateRef::User(n) => self.user_gates.get(n).map_or(0, |g| g.expanded),
             })
         });
+        let nesting = 1 + body
+            .iter()
+            .filter_map(|call| match &call.target {
+                GateRef::User(n) => self.user_gates.get(n).map(|g| g.nesting),
+                GateRef::Builtin(_) => None,
+            })
+            .max()
+            .unwrap_or(0);
+        if nesting > MAX_GATE_NESTING {
+            return Err(error(
+                pos,
+                ErrorKind::TooLarge,
+                format!("gate '{name}' nests gate definitions more than {MAX_GATE_NESTING} deep"),
+            ));
+        }
         self.user_gates.insert(
             name,
             UserGate {
@@ -807,6 +858,7 @@ impl<'a> Parser<'a> {
                 num_qubits: qargs.len(),
                 body,
                 expanded,
+                nesting,
             },
         );
         Ok(())
@@ -944,6 +996,7 @@ impl<'a> Parser<'a> {
             return Ok(exprs);
         }
         loop {
+            self.expr_operations = 0;
             exprs.push(self.expr(params, 0)?);
             if !self.is_sym(",") {
                 break;
@@ -976,11 +1029,25 @@ impl<'a> Parser<'a> {
                 break;
             }
             self.next();
+            self.operation()?;
             let rhs = operand(self, params, depth)?;
             let op = s.chars().next().unwrap_or('+');
             lhs = Expr::Bin(op, Box::new(lhs), Box::new(rhs));
         }
         Ok(lhs)
+    }
+
+    /// Counts one operator or function of the current expression, refusing too many.
+    fn operation(&mut self) -> Result<(), ParseError> {
+        self.expr_operations += 1;
+        if self.expr_operations > MAX_EXPR_OPERATIONS {
+            return Err(error(
+                self.pos(),
+                ErrorKind::TooLarge,
+                format!("expression has more than {MAX_EXPR_OPERATIONS} operations"),
+            ));
+        }
+        Ok(())
     }
 
     fn unary(&mut self, params: &[String], depth: usize) -> Result<Expr, ParseError> {
@@ -994,6 +1061,7 @@ impl<'a> Parser<'a> {
         match self.peek() {
             Tok::Sym("-") => {
                 self.next();
+                self.operation()?;
                 Ok(Expr::Neg(Box::new(self.unary(params, depth + 1)?)))
             }
             Tok::Sym("+") => {
@@ -1009,6 +1077,7 @@ impl<'a> Parser<'a> {
         let base = self.primary(params, depth)?;
         if self.is_sym("^") {
             self.next();
+            self.operation()?;
             let exp = self.unary(params, depth + 1)?;
             return Ok(Expr::Bin('^', Box::new(base), Box::new(exp)));
         }
@@ -1048,6 +1117,7 @@ impl<'a> Parser<'a> {
                     }
                 };
                 self.expect_sym("(", &format!("after '{name}'"))?;
+                self.operation()?;
                 let e = self.expr(params, depth + 1)?;
                 self.expect_sym(")", &format!("to close '{name}('"))?;
                 Ok(Expr::Func(func, Box::new(e)))
@@ -1400,6 +1470,54 @@ mod tests {
         }
         src += "g39 q[0];\n";
         assert_eq!(err(&src).kind, ErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn long_flat_expressions_are_refused_not_overflowing_the_stack() {
+        // Parsed by a loop, but each would build a tree as deep as it is long.
+        for op in ["+", "*", "-", "/", "^"] {
+            let long = vec!["1"; 200_000].join(op);
+            let call = format!("{HEAD}qreg q[1];\nrx({long}) q[0];\n");
+            let e = err(&call);
+            assert_eq!(e.kind, ErrorKind::TooLarge, "{op}: {e}");
+            assert!(e.message.contains("operations"), "{e}");
+            let in_body =
+                format!("{HEAD}qreg q[1];\ngate g(t) a {{ rx({long}) a; }}\ng(1) q[0];\n");
+            assert_eq!(
+                err(&in_body).kind,
+                ErrorKind::TooLarge,
+                "{op} in a gate body"
+            );
+        }
+        let negations = format!("{HEAD}qreg q[1];\nrx({}1) q[0];\n", "-".repeat(100_000));
+        assert_eq!(err(&negations).kind, ErrorKind::TooLarge);
+        let functions = format!(
+            "{HEAD}qreg q[1];\nrx({}1{}) q[0];\n",
+            "sin(".repeat(3_000),
+            ")".repeat(3_000)
+        );
+        assert_eq!(err(&functions).kind, ErrorKind::TooLarge);
+        // At the limit, it parses and evaluates.
+        let at_limit = vec!["1"; MAX_EXPR_OPERATIONS + 1].join("+");
+        let c = parse(&format!("{HEAD}qreg q[1];\nrz({at_limit}) q[0];\n")).expect("at the limit");
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn deeply_nested_gate_definitions_are_refused() {
+        let mut src = format!("{HEAD}qreg q[1];\ngate g0 a {{ x a; }}\n");
+        for k in 1..10_000 {
+            src += &format!("gate g{k} a {{ g{} a; }}\n", k - 1);
+        }
+        src += "g9999 q[0];\n";
+        let e = err(&src);
+        assert_eq!(e.kind, ErrorKind::TooLarge, "{e}");
+        let mut ok = format!("{HEAD}qreg q[1];\ngate g0 a {{ x a; }}\n");
+        for k in 1..MAX_GATE_NESTING {
+            ok += &format!("gate g{k} a {{ g{} a; }}\n", k - 1);
+        }
+        ok += &format!("g{} q[0];\n", MAX_GATE_NESTING - 1);
+        assert_eq!(parse(&ok).expect("at the nesting limit").len(), 1);
     }
 
     #[test]

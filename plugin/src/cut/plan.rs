@@ -107,7 +107,12 @@ impl Fragment {
 
     /// Distinct circuits this fragment needs: 4 preparations per prepared cut, 3 bases per measured cut.
     pub fn num_variants(&self) -> u128 {
-        4u128.pow(self.prepared_cuts().len() as u32) * 3u128.pow(self.measured_cuts().len() as u32)
+        let power =
+            |base: u128, exp: usize| u32::try_from(exp).ok().and_then(|e| base.checked_pow(e));
+        power(4, self.prepared_cuts().len())
+            .zip(power(3, self.measured_cuts().len()))
+            .and_then(|(a, b)| a.checked_mul(b))
+            .unwrap_or(u128::MAX)
     }
 }
 
@@ -267,7 +272,10 @@ impl CutPlan {
 
     /// Distinct fragment circuits to run for one output basis.
     pub fn num_variants(&self) -> u128 {
-        self.fragments.iter().map(Fragment::num_variants).sum()
+        self.fragments
+            .iter()
+            .map(Fragment::num_variants)
+            .fold(0u128, u128::saturating_add)
     }
 }
 

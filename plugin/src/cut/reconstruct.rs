@@ -18,6 +18,10 @@
 
 use super::plan::CutPlan;
 use super::variants::digits;
+use crate::cancel::{Cancel, Cancelled};
+
+/// Label assignments between two checks of the cancel flag.
+const CANCEL_CHECK_EVERY: usize = 1 << 12;
 
 /// Coefficient of preparation `s` (|0>, |1>, |+>, |+i>) in Pauli label `K` (I, X, Y, Z).
 const PREP_COEFF: [[f64; 4]; 4] = [
@@ -161,32 +165,31 @@ fn fragment_tensor(layout: &Layout, results: &FragmentResults) -> Vec<f64> {
     t
 }
 
-/// Label indices (K, L) of every fragment for one global assignment of labels to cuts.
-fn fragment_labels(layouts: &[Layout], cut_labels: &[usize]) -> Vec<(usize, usize)> {
-    layouts
-        .iter()
-        .map(|lay| {
-            let k = lay
-                .prepared_cuts
-                .iter()
-                .rev()
-                .fold(0, |acc, &c| acc * 4 + cut_labels[c]);
-            let l = lay
-                .measured_cuts
-                .iter()
-                .rev()
-                .fold(0, |acc, &c| acc * 4 + cut_labels[c]);
-            (k, l)
-        })
-        .collect()
+/// Label indices (K, L) of every fragment for one global assignment of labels to cuts, written
+/// into `out` (no allocation: this runs once per assignment, `4^k` times).
+fn fragment_labels(layouts: &[Layout], cut_labels: &[usize], out: &mut [(usize, usize)]) {
+    for (lay, slot) in layouts.iter().zip(out.iter_mut()) {
+        let k = lay
+            .prepared_cuts
+            .iter()
+            .rev()
+            .fold(0, |acc, &c| acc * 4 + cut_labels[c]);
+        let l = lay
+            .measured_cuts
+            .iter()
+            .rev()
+            .fold(0, |acc, &c| acc * 4 + cut_labels[c]);
+        *slot = (k, l);
+    }
 }
 
-/// Everything the sums over cut labels need: each fragment's layout and tensor, and for every one
-/// of the `4^k` label assignments the (K, L) index of every fragment.
+/// Everything the sums over cut labels need: each fragment's layout and tensor. The `4^k` label
+/// assignments are enumerated on the fly ([`Contraction::for_each_assignment`]), never stored:
+/// a table of them would cost `16 * 4^k` bytes per fragment.
 struct Contraction {
     layouts: Vec<Layout>,
     tensors: Vec<Vec<f64>>,
-    assignments: Vec<Vec<(usize, usize)>>,
+    cuts: usize,
     scale: f64,
 }
 
@@ -201,15 +204,36 @@ impl Contraction {
             .map(|(l, r)| fragment_tensor(l, r))
             .collect();
         let k = plan.cuts.len();
-        let assignments = (0..4usize.pow(k as u32))
-            .map(|a| fragment_labels(&layouts, &digits(a, 4, k)))
-            .collect();
         Self {
             layouts,
             tensors,
-            assignments,
+            cuts: k,
             scale: 0.5f64.powi(k as i32),
         }
+    }
+
+    /// Calls `visit` with the (K, L) labels of every fragment, for each of the `4^k` assignments
+    /// of Pauli labels to cuts (an odometer over the cut labels), checking `cancel` as it goes.
+    fn for_each_assignment(
+        &self,
+        cancel: &Cancel,
+        mut visit: impl FnMut(&[(usize, usize)]),
+    ) -> Result<(), Cancelled> {
+        let mut cut_labels = vec![0usize; self.cuts];
+        let mut labels = vec![(0, 0); self.layouts.len()];
+        for step in 0usize.. {
+            if step % CANCEL_CHECK_EVERY == 0 {
+                cancel.check()?;
+            }
+            fragment_labels(&self.layouts, &cut_labels, &mut labels);
+            visit(&labels);
+            let Some(c) = cut_labels.iter().position(|&d| d < 3) else {
+                break;
+            };
+            cut_labels[..c].fill(0);
+            cut_labels[c] += 1;
+        }
+        Ok(())
     }
 
     /// Row `T_f[K, L](.)` of fragment `f`.
@@ -224,8 +248,9 @@ impl Contraction {
     /// `K * labels_out + L`), and its gradient with respect to every `e_f`.
     fn sum_of_products(
         &self,
+        cancel: &Cancel,
         scalars: impl Fn(usize, (usize, usize)) -> f64,
-    ) -> (f64, Vec<Vec<f64>>) {
+    ) -> Result<(f64, Vec<Vec<f64>>), Cancelled> {
         let nf = self.layouts.len();
         let mut value = 0.0;
         let mut grad: Vec<Vec<f64>> = self
@@ -234,7 +259,7 @@ impl Contraction {
             .map(|l| vec![0.0; l.labels_in() * l.labels_out()])
             .collect();
         let mut factors = vec![0.0; nf];
-        for fl in &self.assignments {
+        self.for_each_assignment(cancel, |fl| {
             for f in 0..nf {
                 factors[f] = scalars(f, fl[f]);
             }
@@ -243,21 +268,27 @@ impl Contraction {
                 let others: f64 = (0..nf).filter(|&g| g != f).map(|g| factors[g]).product();
                 grad[f][fl[f].0 * self.layouts[f].labels_out() + fl[f].1] += self.scale * others;
             }
-        }
-        (value, grad)
+        })?;
+        Ok((value, grad))
     }
 }
 
 /// The full probability distribution over the original qubits (index as in the simulator).
-pub fn distribution(plan: &CutPlan, results: &[FragmentResults]) -> Vec<f64> {
+pub fn distribution(
+    plan: &CutPlan,
+    results: &[FragmentResults],
+    cancel: &Cancel,
+) -> Result<Vec<f64>, Cancelled> {
     let c = Contraction::new(plan, results);
     let out_maps: Vec<Vec<usize>> = c.layouts.iter().map(output_map).collect();
     let mut p = vec![0.0; 1usize << plan.num_qubits];
-    for fl in &c.assignments {
-        let slices: Vec<&[f64]> = (0..c.layouts.len()).map(|f| c.row(f, fl[f])).collect();
+    let mut slices: Vec<&[f64]> = Vec::with_capacity(c.layouts.len());
+    c.for_each_assignment(cancel, |fl| {
+        slices.clear();
+        slices.extend((0..c.layouts.len()).map(|f| c.row(f, fl[f])));
         scatter_product(&slices, &out_maps, 0, 0, c.scale, &mut p);
-    }
-    p
+    })?;
+    Ok(p)
 }
 
 /// Original-qubit index bits of each fragment output value `y`.
@@ -308,7 +339,8 @@ pub fn expectation_terms(
     plan: &CutPlan,
     results: &[FragmentResults],
     terms: &[(f64, usize)],
-) -> (Vec<f64>, Option<f64>) {
+    cancel: &Cancel,
+) -> Result<(Vec<f64>, Option<f64>), Cancelled> {
     let c = Contraction::new(plan, results);
     let mut values = Vec::with_capacity(terms.len());
     // Per term and fragment: d<P>/d e_f[K, L].
@@ -320,13 +352,13 @@ pub fn expectation_terms(
             .map(|l| fragment_mask(l, pauli_mask))
             .collect();
         // e_f[K, L] = sum_y T_f[K, L](y) * eigenvalue(y).
-        let (value, grad) = c.sum_of_products(|f, kl| {
+        let (value, grad) = c.sum_of_products(cancel, |f, kl| {
             c.row(f, kl)
                 .iter()
                 .enumerate()
                 .map(|(y, v)| eigen(y, masks[f]) * v)
                 .sum()
-        });
+        })?;
         values.push(value);
         grads.push(grad);
     }
@@ -350,7 +382,7 @@ pub fn expectation_terms(
             .sum();
         variance.sqrt()
     });
-    (values, stderr)
+    Ok((values, stderr))
 }
 
 fn fragment_mask(layout: &Layout, pauli_mask: usize) -> usize {
@@ -447,7 +479,11 @@ fn fragment_variance(
 
 /// Standard error of every entry of the reconstructed distribution (delta method); cost
 /// `O(2^n 4^k)` on top of the reconstruction.
-pub fn distribution_stderr(plan: &CutPlan, results: &[FragmentResults]) -> Vec<f64> {
+pub fn distribution_stderr(
+    plan: &CutPlan,
+    results: &[FragmentResults],
+    cancel: &Cancel,
+) -> Result<Vec<f64>, Cancelled> {
     let c = Contraction::new(plan, results);
     (0..1usize << plan.num_qubits)
         .map(|x| {
@@ -462,7 +498,7 @@ pub fn distribution_stderr(plan: &CutPlan, results: &[FragmentResults]) -> Vec<f
                         .sum()
                 })
                 .collect();
-            let (_, grad) = c.sum_of_products(|f, kl| c.row(f, kl)[ys[f]]);
+            let (_, grad) = c.sum_of_products(cancel, |f, kl| c.row(f, kl)[ys[f]])?;
             let variance: f64 = (0..c.layouts.len())
                 .map(|f| {
                     let term = Term {
@@ -473,7 +509,7 @@ pub fn distribution_stderr(plan: &CutPlan, results: &[FragmentResults]) -> Vec<f
                     fragment_variance(&c.layouts[f], &results[f], &[term], Some(ys[f]))
                 })
                 .sum();
-            variance.sqrt()
+            Ok(variance.sqrt())
         })
         .collect()
 }

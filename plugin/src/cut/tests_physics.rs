@@ -2,6 +2,7 @@
 //! of the uncut circuit.
 
 use super::*;
+use crate::cancel::Cancel;
 use crate::circuit::{Circuit, Gate};
 use crate::sim::{sample_distribution, Simulator};
 use rand::{Rng, SeedableRng};
@@ -68,7 +69,7 @@ fn tvd(a: &[f64], b: &[f64]) -> f64 {
 
 fn check_exact(circuit: &Circuit, plan: &CutPlan, what: &str) {
     let z = vec![Basis::Z; circuit.num_qubits()];
-    let got = distribution(plan, &exact_results(circuit, plan, &z));
+    let got = distribution(plan, &exact_results(circuit, plan, &z), &Cancel::default()).unwrap();
     let want = direct(circuit);
     let d = tvd(&got, &want);
     assert!(d < 1e-9, "{what}: TVD {d:e} with {} cuts", plan.cuts.len());
@@ -277,7 +278,8 @@ fn pauli_expectations_match_direct_simulation() {
             .map(|q| 1 << q)
             .sum();
         let results = exact_results(&c, &plan, &setting);
-        let (values, se) = expectation_terms(&plan, &results, &[(1.0, mask)]);
+        let (values, se) =
+            expectation_terms(&plan, &results, &[(1.0, mask)], &Cancel::default()).unwrap();
         let want = state.expectation(&pauli).unwrap();
         assert!(
             (values[0] - want).abs() < 1e-10,
@@ -301,8 +303,8 @@ fn sampled_estimates_fall_within_five_standard_errors() {
     let want_zz = state.expectation(&zz).unwrap();
     for seed in 0..3u64 {
         let sampled = sampled_results(&exact, 4000, seed);
-        let p = distribution(&plan, &sampled);
-        let se = distribution_stderr(&plan, &sampled);
+        let p = distribution(&plan, &sampled, &Cancel::default()).unwrap();
+        let se = distribution_stderr(&plan, &sampled, &Cancel::default()).unwrap();
         let mut worst = 0.0f64;
         for x in 0..p.len() {
             assert!(
@@ -317,7 +319,8 @@ fn sampled_estimates_fall_within_five_standard_errors() {
             worst < 5.0,
             "seed {seed}: worst outcome is {worst:.2} standard errors off"
         );
-        let (v, e) = expectation_terms(&plan, &sampled, &[(1.0, 0b111111)]);
+        let (v, e) =
+            expectation_terms(&plan, &sampled, &[(1.0, 0b111111)], &Cancel::default()).unwrap();
         let e = e.unwrap();
         assert!(e > 0.0);
         assert!(
@@ -342,7 +345,9 @@ fn standard_errors_match_the_observed_spread() {
             &plan,
             &sampled_results(&exact, 2000, 100 + seed),
             &[(1.0, 0b11111)],
-        );
+            &Cancel::default(),
+        )
+        .unwrap();
         values.push(v[0]);
         errors.push(e.unwrap());
     }

@@ -69,9 +69,16 @@ pub struct Jobs {
     ops: Arc<Ops>,
     owner: String,
     options: JobOptions,
-    /// Jobs running in this process: key -> (lease owner, completion signal).
-    running: Mutex<HashMap<String, (String, watch::Receiver<bool>)>>,
+    /// Jobs running in this process: key -> (lease owner, completion signal, cancel flag).
+    running: Mutex<HashMap<String, RunningJob>>,
     pub metrics: Arc<super::metrics::Metrics>,
+}
+
+struct RunningJob {
+    done: watch::Receiver<bool>,
+    cancel: crate::cancel::Cancel,
+    /// Set when the cancel came from a shutdown (the job is left for another server).
+    shutdown: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the blocking half of a call decided.
@@ -213,7 +220,7 @@ impl Jobs {
             }
             Some(Err(OpError::Input(message))) => return Ok(Step::Reply(Reply::failed(message))),
             Some(Err(OpError::Store(e))) => return Err(e.into()),
-            None => {}
+            Some(Err(OpError::Cancelled)) | None => {}
         }
         if let Some(record) = self.read(key)? {
             return self.poll(key, call, record, rt);
@@ -245,10 +252,16 @@ impl Jobs {
                     ..record
                 };
                 self.write(key, &failed)?;
+                self.cancel_job(key);
                 return Ok(Step::Reply(Reply::terminal(failed.node())));
             }
         }
-        if let Some((_, done)) = self.running.lock().ok().and_then(|r| r.get(key).cloned()) {
+        let done = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.get(key).map(|job| job.done.clone()));
+        if let Some(done) = done {
             return Ok(Step::Wait(done));
         }
         if !self.store.lease_held(key)? {
@@ -290,30 +303,76 @@ impl Jobs {
             message: format!("{op} started"),
             outputs: None,
             started_ms,
-            deadline_ms: previous
-                .and_then(|p| p.deadline_ms)
-                .or_else(|| call.timeout.map(|t| started_ms + t.as_millis() as u64)),
+            deadline_ms: previous.and_then(|p| p.deadline_ms).or_else(|| {
+                call.timeout.map(|t| {
+                    started_ms.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+                })
+            }),
         };
         self.write(key, &record)?;
         let (tx, rx) = watch::channel(false);
+        let cancel = crate::cancel::Cancel::new();
+        let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Ok(mut running) = self.running.lock() {
-            running.insert(key.to_string(), (owner.clone(), rx.clone()));
+            running.insert(
+                key.to_string(),
+                RunningJob {
+                    done: rx.clone(),
+                    cancel: cancel.clone(),
+                    shutdown: shutdown.clone(),
+                },
+            );
+        }
+        if let Some(deadline) = record.deadline_ms {
+            // Past its deadline the job stops computing, whether or not anyone polls.
+            let (jobs, key) = (Arc::downgrade(self), key.to_string());
+            let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
+            rt.spawn(async move {
+                tokio::time::sleep(wait).await;
+                if let Some(jobs) = jobs.upgrade() {
+                    jobs.cancel_job(&key);
+                }
+            });
         }
         self.metrics.jobs_running.inc();
         let (jobs, key) = (self.clone(), key.to_string());
         rt.spawn_blocking(move || {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| jobs.ops.execute(&call.body)));
-            let (phase, message, outputs) = match outcome {
-                Ok(Ok(outputs)) => (Phase::Succeeded, String::new(), Some(outputs)),
-                Ok(Err(OpError::Input(message))) => (Phase::Failed, message, None),
-                Ok(Err(OpError::Store(e))) => (Phase::Failed, format!("the store failed during {op}: {e}; retry the step"), None),
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                jobs.ops.execute(&call.body, &cancel)
+            }));
+            let end = match outcome {
+                Ok(Ok(outputs)) => Some((Phase::Succeeded, String::new(), Some(outputs))),
+                Ok(Err(OpError::Input(message))) => Some((Phase::Failed, message, None)),
+                // Neither is the job's answer: the record stays Running, the lease is released, and
+                // the next call runs the job again (a store that failed may be back; a shutdown
+                // leaves the job to another server). A deadline's verdict is written by the poll.
+                Ok(Err(OpError::Store(e))) => {
+                    tracing::warn!(%key, %op, error = %e, "the store failed during a job; the next call retries it");
+                    None
+                }
+                Ok(Err(OpError::Cancelled)) => {
+                    if !shutdown.load(std::sync::atomic::Ordering::Acquire) {
+                        let limit = record.deadline_ms.map_or(0, |d| d.saturating_sub(record.started_ms));
+                        Some((Phase::Failed, format!(
+                            "{op} exceeded the template timeout of {}; raise the template's timeout or give the step more resources",
+                            go_duration(Duration::from_millis(limit))
+                        ), None))
+                    } else {
+                        None
+                    }
+                }
                 Err(payload) => {
                     let text = panic_text(payload.as_ref());
                     tracing::error!(%key, %op, panic = %text, "an op panicked; its job fails, the server goes on");
-                    (Phase::Failed, format!("internal error in {op}: {text}"), None)
+                    Some((Phase::Failed, format!("internal error in {op}: {text}"), None))
                 }
             };
-            jobs.finish(&key, &owner, record, phase, message, outputs);
+            match end {
+                Some((phase, message, outputs)) => jobs.finish(&key, &owner, record, phase, message, outputs),
+                None => {
+                    let _ = jobs.store.release_lease(&key, &owner);
+                }
+            }
             jobs.metrics.jobs_running.dec();
             if let Ok(mut running) = jobs.running.lock() {
                 running.remove(&key);
@@ -321,6 +380,43 @@ impl Jobs {
             let _ = tx.send(true);
         });
         Ok(Step::Wait(rx))
+    }
+
+    /// Raises the cancel flag of the job `key` if it runs here.
+    fn cancel_job(&self, key: &str) {
+        if let Some(job) = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.get(key).map(|j| j.cancel.clone()))
+        {
+            job.cancel();
+        }
+    }
+
+    /// Stops every job running here (the server is stopping): they end without a verdict, their
+    /// leases are released, and another server's next call takes them over.
+    pub fn cancel_all_for_shutdown(&self) -> usize {
+        let Ok(running) = self.running.lock() else {
+            return 0;
+        };
+        for job in running.values() {
+            job.shutdown
+                .store(true, std::sync::atomic::Ordering::Release);
+            job.cancel.cancel();
+        }
+        running.len()
+    }
+
+    /// Waits until no job runs here, at most `limit`.
+    pub async fn wait_idle(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.running.lock().map(|r| r.is_empty()).unwrap_or(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Writes the job's end, unless a timeout verdict got there first.

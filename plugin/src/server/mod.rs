@@ -1,5 +1,6 @@
 //! The Argo executor plugin server (axum): `POST /api/v1/template.execute` for templates whose
-//! `plugin` object has the single key `quargo`, plus `GET /healthz` and `GET /metrics`.
+//! `plugin` object has the single key `quargo`, plus `GET /healthz` (liveness: the process
+//! serves), `GET /readyz` (readiness: the store is open and answers) and `GET /metrics`.
 //!
 //! The socket is bound before anything slow; until the store is open, calls get 503 (which Argo's
 //! agent retries). Auth is `Authorization: Bearer <token>` against the token file, compared in
@@ -90,6 +91,7 @@ pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/api/v1/template.execute", post(execute))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -164,10 +166,30 @@ async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
     }
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match state.ready.get() {
-        Some(_) => text_response(StatusCode::OK, "ok\n".into()),
-        None => text_response(StatusCode::SERVICE_UNAVAILABLE, "starting\n".into()),
+/// Liveness: the process answers HTTP (a dead store is not a reason to restart it).
+async fn healthz() -> Response {
+    text_response(StatusCode::OK, "ok\n".into())
+}
+
+/// Readiness: the store is open and answers a read now.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let Some(ready) = state.ready.get() else {
+        return text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: the store is not open yet\n".into(),
+        );
+    };
+    let store = ready.cache.store().clone();
+    match tokio::task::spawn_blocking(move || store.get("readyz")).await {
+        Ok(Ok(_)) => text_response(StatusCode::OK, "ready\n".into()),
+        Ok(Err(e)) => text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store is unavailable: {e}\n"),
+        ),
+        Err(e) => text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("internal error: {e}\n"),
+        ),
     }
 }
 
@@ -200,12 +222,22 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let init_state = state.clone();
     let init_config = config.clone();
     let init = tokio::task::spawn_blocking(move || init_state.initialise(&init_config));
+    let stopping = state.clone();
     let server = axum::serve(listener, app(state.clone(), config.max_body_bytes))
-        .with_graceful_shutdown(shutdown_signal());
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Running jobs stop at their next check and are left for another server to take
+            // over; calls in flight then answer from their records at once.
+            if let Some(ready) = stopping.ready.get() {
+                let jobs = ready.jobs.cancel_all_for_shutdown();
+                tracing::info!(jobs, "cancelled the running jobs");
+            }
+        });
     let server = tokio::spawn(async move { server.await });
     init.await.context("initialisation panicked")??;
     server.await.context("the server task failed")??;
     if let Some(ready) = state.ready.get() {
+        ready.jobs.wait_idle(Duration::from_secs(10)).await;
         ready.cache.flush();
     }
     tracing::info!("quargo plugin stopped");

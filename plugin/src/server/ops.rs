@@ -21,7 +21,7 @@ use crate::cache::{codec, Cache, ResultKind};
 use crate::circuit::Circuit;
 use crate::pauli::{Observable, PauliString};
 use crate::pipeline::{self, Allocation, RunOptions};
-use crate::sim::Simulator;
+use crate::sim::{SimError, Simulator};
 use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -32,6 +32,29 @@ use std::sync::Arc;
 pub enum OpError {
     Input(String),
     Store(StoreError),
+    /// Stopped by its cancel flag (deadline or shutdown): not the job's answer.
+    Cancelled,
+}
+
+/// Pipeline errors are the user's input, except a cancellation.
+impl From<pipeline::RunError> for OpError {
+    fn from(e: pipeline::RunError) -> Self {
+        match e {
+            pipeline::RunError::Cancelled(_) | pipeline::RunError::Sim(SimError::Cancelled(_)) => {
+                OpError::Cancelled
+            }
+            other => OpError::Input(other.to_string()),
+        }
+    }
+}
+
+impl From<SimError> for OpError {
+    fn from(e: SimError) -> Self {
+        match e {
+            SimError::Cancelled(_) => OpError::Cancelled,
+            other => OpError::Input(other.to_string()),
+        }
+    }
 }
 
 impl From<StoreError> for OpError {
@@ -93,15 +116,58 @@ fn param(name: &str, value: impl ToString) -> Parameter {
     }
 }
 
+/// Every input an op reads; anything else in the body is refused (a typo would otherwise be
+/// silently ignored and the step run with a default).
+const KNOWN_INPUTS: [&str; 16] = [
+    "op",
+    "qasm",
+    "circuit",
+    "maxQubits",
+    "maxCuts",
+    "shots",
+    "seed",
+    "observables",
+    "allocation",
+    "probabilities",
+    "project",
+    "batchSize",
+    "batch",
+    "plan",
+    "nodeName",
+    "attempt",
+];
+
+fn check_known_inputs(body: &Map<String, Value>) -> Result<(), OpError> {
+    match body.keys().find(|k| !KNOWN_INPUTS.contains(&k.as_str())) {
+        Some(unknown) => Err(input(format!(
+            "unknown input '{unknown}' (known: {})",
+            KNOWN_INPUTS.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn get_text(body: &Map<String, Value>, name: &str) -> Option<String> {
     text_field(body, name).filter(|t| !t.trim().is_empty())
+}
+
+/// A scalar input as text: absent (or null, or blank) is `None`; a list or object is an error.
+fn get_scalar(body: &Map<String, Value>, name: &str) -> Result<Option<String>, OpError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(_) | Value::Object(_)) => Err(input(format!(
+            "'{name}' must be a single value, got {}",
+            body[name]
+        ))),
+        Some(_) => Ok(get_text(body, name)),
+    }
 }
 
 fn get_number<T: std::str::FromStr>(
     body: &Map<String, Value>,
     name: &str,
 ) -> Result<Option<T>, OpError> {
-    match get_text(body, name) {
+    match get_scalar(body, name)? {
         None => Ok(None),
         Some(t) => t.trim().parse().map(Some).map_err(|_| {
             input(format!(
@@ -112,7 +178,7 @@ fn get_number<T: std::str::FromStr>(
 }
 
 fn get_bool(body: &Map<String, Value>, name: &str, default: bool) -> Result<bool, OpError> {
-    match get_text(body, name).as_deref() {
+    match get_scalar(body, name)?.as_deref() {
         None => Ok(default),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
@@ -214,7 +280,7 @@ impl Ops {
     fn run_options(&self, body: &Map<String, Value>) -> Result<PlanOptions, OpError> {
         let max_qubits: usize = get_number(body, "maxQubits")?
             .ok_or_else(|| input("missing input 'maxQubits' (most qubits per fragment)"))?;
-        let allocation = match get_text(body, "allocation").as_deref() {
+        let allocation = match get_scalar(body, "allocation")?.as_deref() {
             None | Some("weighted") => Allocation::Weighted,
             Some("uniform") => Allocation::Uniform,
             Some(other) => {
@@ -260,9 +326,12 @@ impl Ops {
     /// Answers at once when that is cheap and safe: input errors, and `simulate` calls whose
     /// results are all in the cache. `None`: the op must run as a job.
     pub fn fast_path(&self, body: &Map<String, Value>) -> Option<Result<Outputs, OpError>> {
+        if let Err(e) = check_known_inputs(body) {
+            return Some(Err(e));
+        }
         match body.get("op").and_then(Value::as_str) {
             None => Some(Err(input(format!("missing 'op' (one of {OPS})")))),
-            Some("simulate") => match self.simulate(body, false) {
+            Some("simulate") => match self.simulate(body, None) {
                 Ok(Some(outputs)) => Some(Ok(outputs)),
                 Ok(None) => None,
                 Err(e) => Some(Err(e)),
@@ -275,15 +344,20 @@ impl Ops {
         }
     }
 
-    /// Runs the op to the end.
-    pub fn execute(&self, body: &Map<String, Value>) -> Result<Outputs, OpError> {
+    /// Runs the op to the end, stopping early once `cancel` is raised.
+    pub fn execute(
+        &self,
+        body: &Map<String, Value>,
+        cancel: &crate::cancel::Cancel,
+    ) -> Result<Outputs, OpError> {
+        let sim = self.sim.clone().with_cancel(cancel.clone());
         match body.get("op").and_then(Value::as_str) {
-            Some("cut") => self.cut(body),
+            Some("cut") => self.cut(body, &sim),
             Some("simulate") => self
-                .simulate(body, true)?
+                .simulate(body, Some(&sim))?
                 .ok_or_else(|| input("simulate produced no result")),
-            Some("reconstruct") => self.reconstruct(body),
-            Some("run") => self.run(body),
+            Some("reconstruct") => self.reconstruct(body, &sim),
+            Some("run") => self.run(body, &sim),
             Some(TEST_PANIC_OP) if test_ops_enabled() => {
                 panic!("the test op {TEST_PANIC_OP} panics on purpose")
             }
@@ -294,15 +368,14 @@ impl Ops {
         }
     }
 
-    fn cut(&self, body: &Map<String, Value>) -> Result<Outputs, OpError> {
+    fn cut(&self, body: &Map<String, Value>, sim: &Simulator) -> Result<Outputs, OpError> {
         let (circuit, circuit_key) = self.circuit_input(body)?;
         let options = self.run_options(body)?;
         let batch_size = get_number::<usize>(body, "batchSize")?
             .unwrap_or(self.batch_size)
             .max(1);
         let run_options = Self::to_run_options(&options)?;
-        let prepared = pipeline::prepare(&circuit, &run_options, &self.sim)
-            .map_err(|e| input(e.to_string()))?;
+        let prepared = pipeline::prepare(&circuit, &run_options, sim)?;
         let distinct = prepared.distinct_circuits();
         let mut entries: Vec<(String, Vec<u8>)> = Vec::with_capacity(distinct.len() + 1);
         let mut variant_keys = Vec::with_capacity(distinct.len());
@@ -340,11 +413,11 @@ impl Ops {
         })
     }
 
-    /// `compute = false`: answer only from the cache (`Ok(None)` when something is missing).
+    /// Without a simulator: answer only from the cache (`Ok(None)` when something is missing).
     fn simulate(
         &self,
         body: &Map<String, Value>,
-        compute: bool,
+        compute: Option<&Simulator>,
     ) -> Result<Option<Outputs>, OpError> {
         if let Some(batch) = get_text(body, "batch") {
             return self.simulate_batch(&batch, compute);
@@ -366,9 +439,8 @@ impl Ops {
             shots: None,
             observables: &observables,
         };
-        let result = if compute {
-            pipeline::simulate_one(&circuit, &request, &self.sim, Some(&self.cache))
-                .map_err(|e| input(e.to_string()))?
+        let result = if let Some(sim) = compute {
+            pipeline::simulate_one(&circuit, &request, sim, Some(&self.cache))?
         } else {
             match pipeline::cached_one(&circuit, &request, &self.cache) {
                 Some(result) => result,
@@ -400,14 +472,18 @@ impl Ops {
         }))
     }
 
-    fn simulate_batch(&self, batch: &str, compute: bool) -> Result<Option<Outputs>, OpError> {
+    fn simulate_batch(
+        &self,
+        batch: &str,
+        compute: Option<&Simulator>,
+    ) -> Result<Option<Outputs>, OpError> {
         let keys: Vec<String> = serde_json::from_slice(&self.read(batch, "batch")?)
             .map_err(|_| input(format!("batch '{batch}' is not a list of circuit keys")))?;
         let circuits: Vec<Circuit> = keys
             .iter()
             .map(|k| self.load_circuit(k))
             .collect::<Result<_, _>>()?;
-        if !compute {
+        let Some(sim) = compute else {
             let refs: Vec<&Circuit> = circuits.iter().collect();
             let all_cached = self
                 .cache
@@ -418,13 +494,13 @@ impl Ops {
                 return Ok(None);
             }
             return Ok(Some(batch_outputs(batch, keys.len(), 0)));
-        }
+        };
         // One batched cache pass: reads, leases and writes grouped, equivalent circuits once.
         let refs: Vec<&Circuit> = circuits.iter().collect();
-        let sources = self.sim.install(|| {
+        let sources = sim.install(|| {
             self.cache
                 .get_or_compute_many(&refs, &ResultKind::Probabilities, |i| {
-                    Ok::<_, crate::sim::SimError>(self.sim.run(refs[i])?.probabilities().to_vec())
+                    pipeline::exact_probabilities(sim, refs[i])
                 })
                 .map(|results| {
                     results
@@ -433,7 +509,7 @@ impl Ops {
                         .collect::<Vec<_>>()
                 })
         });
-        let sources = sources.map_err(|e| input(e.to_string()))?;
+        let sources = sources?;
         let simulated = sources
             .iter()
             .filter(|s| **s == crate::cache::Source::Computed)
@@ -444,20 +520,20 @@ impl Ops {
     fn load_plan(
         &self,
         plan_key: &str,
+        sim: &Simulator,
     ) -> Result<(PlanRecord, Circuit, RunOptions, pipeline::Prepared), OpError> {
         let record: PlanRecord = serde_json::from_slice(&self.read(plan_key, "plan")?)
             .map_err(|_| input(format!("plan '{plan_key}' does not decode")))?;
         let circuit = self.load_circuit(&record.circuit)?;
         let options = Self::to_run_options(&record.options)?;
-        let prepared = pipeline::prepare_with_cuts(&circuit, &record.cuts, &options, &self.sim)
-            .map_err(|e| input(e.to_string()))?;
+        let prepared = pipeline::prepare_with_cuts(&circuit, &record.cuts, &options, sim)?;
         Ok((record, circuit, options, prepared))
     }
 
-    fn reconstruct(&self, body: &Map<String, Value>) -> Result<Outputs, OpError> {
+    fn reconstruct(&self, body: &Map<String, Value>, sim: &Simulator) -> Result<Outputs, OpError> {
         let plan_key = get_text(body, "plan")
             .ok_or_else(|| input("missing input 'plan' (the p/... key that cut produced)"))?;
-        let (record, circuit, options, prepared) = self.load_plan(&plan_key)?;
+        let (record, circuit, options, prepared) = self.load_plan(&plan_key, sim)?;
         let mut probs_of = std::collections::HashMap::new();
         let mut missing = 0usize;
         let distinct = prepared.distinct_circuits();
@@ -480,29 +556,16 @@ impl Ops {
                 record.batches.len()
             )));
         }
-        let output = pipeline::reconstruct(
-            circuit.num_qubits(),
-            &prepared,
-            &probs_of,
-            &options,
-            &self.sim,
-        )
-        .map_err(|e| input(e.to_string()))?;
+        let output =
+            pipeline::reconstruct(circuit.num_qubits(), &prepared, &probs_of, &options, sim)?;
         self.store_output(&plan_key, &output, &options)
     }
 
-    fn run(&self, body: &Map<String, Value>) -> Result<Outputs, OpError> {
+    fn run(&self, body: &Map<String, Value>, sim: &Simulator) -> Result<Outputs, OpError> {
         let (circuit, circuit_key) = self.circuit_input(body)?;
         let options = self.run_options(body)?;
         let run_options = Self::to_run_options(&options)?;
-        let output = pipeline::run(
-            &circuit,
-            &run_options,
-            &self.sim,
-            Some(&self.cache),
-            &|_, _| {},
-        )
-        .map_err(|e| input(e.to_string()))?;
+        let output = pipeline::run(&circuit, &run_options, sim, Some(&self.cache), &|_, _| {})?;
         let identity = format!(
             "{circuit_key}|{}",
             serde_json::to_string(&options).unwrap_or_default()

@@ -192,8 +192,14 @@ pub fn fuse(instructions: &[Instruction], limits: FusionLimits) -> Vec<Op> {
         let mut gates = Vec::new();
         // Highest index first, so swap_remove never moves a block still to be visited.
         for &b in touched.iter().rev() {
-            let block = open.swap_remove(b);
+            let mut block = open.swap_remove(b);
             if merge {
+                // Keep the longest gate list and append the shorter ones (the blocks are disjoint
+                // and commute, so their order is free): copying the growing list into a new one
+                // for every gate would make a long run of gates on a few qubits quadratic.
+                if block.gates.len() > gates.len() {
+                    std::mem::swap(&mut gates, &mut block.gates);
+                }
                 gates.extend(block.gates);
             } else {
                 ops.push(block_op(&block));

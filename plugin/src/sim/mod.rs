@@ -7,15 +7,19 @@
 //! Every kernel makes one pass over the amplitudes; the memory traffic, not the arithmetic, bounds
 //! most circuits above ~20 qubits, so fewer passes is the main lever.
 //!
-//! Memory is checked before anything is allocated: a state needs `16 * 2^n` bytes.
+//! Memory is reserved before anything is allocated: a state needs `16 * 2^n` bytes, admitted
+//! against the process-wide [`memory`] budget (the container's limit, shared by concurrent jobs).
+//! A [`Cancel`] flag is checked between ops, so a cancelled run stops within one pass.
 
 mod buffer;
 mod fusion;
 mod kernels;
+pub mod memory;
 
 pub use fusion::{fuse, FusionLimits, Op};
 pub use kernels::apply_matrix_small;
 
+use crate::cancel::{Cancel, Cancelled};
 use crate::circuit::Circuit;
 use crate::pauli::{PauliError, PauliString};
 use buffer::AmpBuffer;
@@ -29,6 +33,8 @@ use thiserror::Error;
 
 /// Largest qubit count the simulator will ever consider (2^50 amplitudes is 16 PiB).
 pub const MAX_QUBITS: usize = 50;
+/// Most worker threads a simulator may ask for (more only costs memory and start-up time).
+pub const MAX_THREADS: usize = 1024;
 /// Below this many qubits a state fits in L1/L2 cache and threads cost more than they save.
 const PARALLEL_MIN_QUBITS: usize = 14;
 /// Chunks of `2^CHUNK_QUBITS` amplitudes (1 MiB) stay in a core's L2 cache while a batch of
@@ -48,13 +54,32 @@ pub enum SimError {
         needed: u128,
         available: u128,
     },
+    #[error(
+        "{what} needs {} of memory but only {} is left of this process's budget ({} in all); \
+         wait for running jobs, cut the circuit or ask for less",
+        human_bytes(*needed),
+        human_bytes(*available),
+        human_bytes(*capacity)
+    )]
+    OutOfBudget {
+        what: String,
+        needed: u128,
+        available: u128,
+        capacity: u128,
+    },
     #[error("cannot build a thread pool with {threads} threads: {message}")]
     ThreadPool { threads: usize, message: String },
+    #[error("shots must be between 1 and {max}, got {shots}")]
+    Shots { shots: u64, max: u64 },
+    #[error("{threads} threads is too many: at most {MAX_THREADS} are allowed")]
+    TooManyThreads { threads: usize },
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
     #[error(transparent)]
     Pauli(#[from] PauliError),
 }
 
-fn human_bytes(b: u128) -> String {
+pub fn human_bytes(b: u128) -> String {
     const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let mut v = b as f64;
     let mut u = 0;
@@ -63,20 +88,6 @@ fn human_bytes(b: u128) -> String {
         u += 1;
     }
     format!("{v:.1} {}", UNITS[u])
-}
-
-/// Bytes of memory available to a new state: `MemAvailable` from `/proc/meminfo` where readable.
-pub fn available_memory() -> u128 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u128>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(8 << 30)
 }
 
 /// Bytes needed for the state of `num_qubits` qubits.
@@ -90,6 +101,7 @@ pub struct Simulator {
     pool: Option<Arc<rayon::ThreadPool>>,
     memory_limit: Option<u128>,
     fusion: Option<FusionLimits>,
+    cancel: Cancel,
 }
 
 impl Simulator {
@@ -104,6 +116,9 @@ impl Simulator {
             self.pool = None;
             return Ok(self);
         }
+        if threads > MAX_THREADS {
+            return Err(SimError::TooManyThreads { threads });
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -115,7 +130,17 @@ impl Simulator {
         Ok(self)
     }
 
-    /// Caps the state size in bytes (default: the system's available memory).
+    /// This simulator with `cancel` checked between ops (and by the stages that take it).
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
+    /// Caps the state size in bytes (default: the process's memory budget).
     pub fn with_memory_limit(mut self, bytes: u128) -> Self {
         self.memory_limit = Some(bytes);
         self
@@ -127,16 +152,13 @@ impl Simulator {
         self
     }
 
-    /// Fails with [`SimError::TooLarge`] when a state of `num_qubits` would not fit.
+    /// Fails with [`SimError::TooLarge`] when a state of `num_qubits` could never fit (the
+    /// explicit limit, or the whole budget), before anything is reserved.
     pub fn check_memory(&self, num_qubits: usize) -> Result<(), SimError> {
         let needed = state_bytes(num_qubits);
-        // Reading /proc/meminfo costs more than simulating a small circuit: states up to 64 MiB
-        // are only checked against an explicit limit.
-        let available = match self.memory_limit {
-            Some(limit) => limit,
-            None if needed <= 64 << 20 => return Ok(()),
-            None => available_memory(),
-        };
+        let available = self
+            .memory_limit
+            .unwrap_or(memory::budget().capacity() as u128);
         if num_qubits > MAX_QUBITS || needed > available {
             return Err(SimError::TooLarge {
                 num_qubits,
@@ -147,23 +169,45 @@ impl Simulator {
         Ok(())
     }
 
+    /// Reserves `bytes` for `what` against the explicit limit and the process's budget.
+    pub fn reserve(&self, bytes: u128, what: &str) -> Result<memory::Reservation, SimError> {
+        let budget = memory::budget();
+        let out_of_budget = |available: u128, capacity: u128| SimError::OutOfBudget {
+            what: what.to_string(),
+            needed: bytes,
+            available,
+            capacity,
+        };
+        if let Some(limit) = self.memory_limit {
+            if bytes > limit {
+                return Err(out_of_budget(limit, limit));
+            }
+        }
+        budget
+            .reserve(bytes)
+            .map_err(|r| out_of_budget(r.available, budget.capacity() as u128))
+    }
+
     /// Simulates the circuit from |0...0> and returns the final state.
     pub fn run(&self, circuit: &Circuit) -> Result<StateVector, SimError> {
         let n = circuit.num_qubits();
         self.check_memory(n)?;
+        let reservation = self.reserve(state_bytes(n), &format!("a {n}-qubit state"))?;
+        self.cancel.check()?;
         let limits = self.fusion.unwrap_or_else(|| FusionLimits::for_qubits(n));
-        let work = || {
+        let work = || -> Result<StateVector, SimError> {
             let ops = fuse(circuit.instructions(), limits);
             let mut state = StateVector::zero_state(n);
-            execute(&ops, &mut state.amps);
-            state
+            execute(&ops, &mut state.amps, &self.cancel)?;
+            state.reservation = Some(Arc::new(reservation));
+            Ok(state)
         };
         // Small states run serially on the caller's thread: handing them to the pool costs more
         // than simulating them.
-        Ok(match &self.pool {
+        match &self.pool {
             Some(pool) if n >= PARALLEL_MIN_QUBITS => pool.install(work),
             _ => work(),
-        })
+        }
     }
 
     /// Runs `f` on this simulator's pool, so its rayon work uses the configured thread count.
@@ -178,12 +222,16 @@ impl Simulator {
 /// Runs the ops in order. Runs of chunk-local ops (see [`Op::is_chunk_local`]) are applied chunk
 /// by chunk, so each chunk is loaded from memory once per run instead of once per op; the chunks
 /// are spread over the threads.
-fn execute(ops: &[Op], amps: &mut [C64]) {
+fn execute(ops: &[Op], amps: &mut [C64], cancel: &Cancel) -> Result<(), Cancelled> {
     let n = amps.len().trailing_zeros() as usize;
     let parallel = n >= PARALLEL_MIN_QUBITS;
     let chunk_bits = CHUNK_QUBITS.min(n.saturating_sub(4));
     let mut k = 0;
     while k < ops.len() {
+        // Small states are checked every 4096 ops: a check costs more than a tiny op.
+        if parallel || k % 4096 == 0 {
+            cancel.check()?;
+        }
         let run = ops[k..]
             .iter()
             .take_while(|op| op.is_chunk_local(chunk_bits))
@@ -203,6 +251,7 @@ fn execute(ops: &[Op], amps: &mut [C64]) {
             k += 1;
         }
     }
+    Ok(())
 }
 
 /// A state vector over `num_qubits` qubits; amplitude `i` belongs to basis state `i` (qubit 0 is
@@ -211,6 +260,8 @@ fn execute(ops: &[Op], amps: &mut [C64]) {
 pub struct StateVector {
     num_qubits: usize,
     amps: AmpBuffer,
+    /// The memory admitted for `amps`, released with the state.
+    reservation: Option<Arc<memory::Reservation>>,
 }
 
 impl StateVector {
@@ -218,7 +269,11 @@ impl StateVector {
     pub fn zero_state(num_qubits: usize) -> Self {
         let mut amps = AmpBuffer::zeroed(1usize << num_qubits);
         amps[0] = C64::new(1.0, 0.0);
-        Self { num_qubits, amps }
+        Self {
+            num_qubits,
+            amps,
+            reservation: None,
+        }
     }
 
     pub fn num_qubits(&self) -> usize {
