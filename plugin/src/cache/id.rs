@@ -18,6 +18,16 @@
 //!    isomorphic with boundaries fixed: directly when refinement made every colour unique, else
 //!    by labelled VF2 on graphs small enough for it to be safe; anything else is "not proven".
 //!
+//! 7. Rounding is accounted for, never trusted: every rotation's offset from its grid angle
+//!    (radians) and a bound on the floating-point error of computing it are kept in a
+//!    [`Precision`] record beside the graph. Two circuits with one reduced graph are each within
+//!    `sum |offset| + error` (operator norm, up to global phase: `|1 - e^{i d}| <= |d|` per
+//!    rotation) of the same grid circuit; when their grid gate sequences are the same, within
+//!    `sum |offset_a - offset_b| + errors` of each other. A cache hit is served only when that
+//!    distance `d` keeps every answer within the cache's tolerance: probabilities move by at most
+//!    `d` each (total variation at most `d`), Pauli expectations by at most `2d`. Angles so large
+//!    that `θ/π` loses the fraction in f64 get an error bound as large, so they never hit.
+//!
 //! Global phase is dropped (the graph's scalar is not part of the ID): the cache stores
 //! probabilities and expectation values, which do not see it.
 
@@ -34,7 +44,11 @@ use thiserror::Error;
 /// Denominator exponent of the angle grid (half-turns).
 pub const PHASE_GRID_BITS: u32 = 32;
 /// Everything that changes IDs; part of every cache key.
-pub const RECIPE: &str = "quargo-id-v1;quizx-0.4.0;vec_graph;full_simp;grid=2^-32;wl-stable";
+pub const RECIPE: &str =
+    "quargo-id-v2;quizx-0.4.0;vec_graph;full_simp;grid=2^-32;wl-stable;precision";
+/// Relative bound on the rounding of the few f64 operations that turn gate parameters into one
+/// primitive angle (sums of two, halving, constants): 8 units in the last place, conservatively.
+const ANGLE_RELATIVE_ERROR: f64 = 8.0 * f64::EPSILON / 2.0;
 /// Largest graph handed to VF2 when refinement leaves ties (labelled VF2 is fast on reduced ZX
 /// graphs of this size; see crates-notes section 2).
 const VF2_MAX_VERTICES: usize = 400;
@@ -151,20 +165,130 @@ impl ReducedGraph {
 }
 
 /// A circuit's semantic ID and the graph that backs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CircuitId {
     /// Hex BLAKE3 digest over the recipe and the WL colours.
     pub digest: String,
     pub graph: ReducedGraph,
+    /// How far the circuit is from the grid circuit the graph stands for.
+    pub precision: Precision,
+}
+
+/// How far a circuit is from its grid circuit: what a hit needs to bound its error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Precision {
+    /// BLAKE3 of the canonical grid gate sequence (types, qubits, grid phases).
+    pub structure: [u8; 32],
+    /// Per rotation, in canonical order: its angle minus its grid angle, in radians.
+    pub offsets: Vec<f64>,
+    /// Bound on the floating-point error of all offsets together, in radians.
+    pub float_error: f64,
+}
+
+impl Precision {
+    /// Bound on the distance (operator norm, up to global phase) to the grid circuit.
+    pub fn grid_distance(&self) -> f64 {
+        self.offsets.iter().map(|o| o.abs()).sum::<f64>() + self.float_error
+    }
+
+    /// Bound on the distance between two circuits that reduce to one graph.
+    pub fn distance(&self, other: &Precision) -> f64 {
+        let through_grid = self.grid_distance() + other.grid_distance();
+        if self.structure != other.structure || self.offsets.len() != other.offsets.len() {
+            return through_grid;
+        }
+        let direct = self
+            .offsets
+            .iter()
+            .zip(&other.offsets)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f64>()
+            + self.float_error
+            + other.float_error;
+        direct.min(through_grid)
+    }
+
+    /// Largest error of a served answer (probabilities and expectations of Pauli strings) when
+    /// one circuit's results answer for the other.
+    pub fn answer_error(&self, other: &Precision) -> f64 {
+        2.0 * self.distance(other)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(44 + 8 * self.offsets.len());
+        out.extend_from_slice(&self.structure);
+        out.extend_from_slice(&self.float_error.to_le_bytes());
+        out.extend_from_slice(&(self.offsets.len() as u32).to_le_bytes());
+        for o in &self.offsets {
+            out.extend_from_slice(&o.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Precision> {
+        let mut r = Reader(bytes);
+        let structure = r.take::<32>()?;
+        let float_error = f64::from_le_bytes(r.take::<8>()?);
+        let n = r.u32()? as usize;
+        if r.0.len() != n.checked_mul(8)? {
+            return None;
+        }
+        let offsets = (0..n)
+            .map(|_| r.take::<8>().map(f64::from_le_bytes))
+            .collect::<Option<Vec<f64>>>()?;
+        let finite = float_error.is_finite() || float_error == f64::INFINITY;
+        (finite && offsets.iter().all(|o| o.is_finite())).then_some(Precision {
+            structure,
+            offsets,
+            float_error,
+        })
+    }
+}
+
+/// What a cache entry keeps to prove and bound a later hit: the graph and the precision.
+pub fn encode_proof(graph: &[u8], precision: &Precision) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + graph.len() + 44 + 8 * precision.offsets.len());
+    out.extend_from_slice(&(graph.len() as u32).to_le_bytes());
+    out.extend_from_slice(graph);
+    out.extend_from_slice(&precision.to_bytes());
+    out
+}
+
+/// The inverse of [`encode_proof`]: the graph's bytes and the precision.
+pub fn decode_proof(bytes: &[u8]) -> Option<(&[u8], Precision)> {
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let graph = bytes.get(4..4 + len)?;
+    let precision = Precision::from_bytes(bytes.get(4 + len..)?)?;
+    Some((graph, precision))
 }
 
 /// Rounds an angle in radians onto the grid, in half-turns, reduced to (-1, 1].
 pub fn grid_phase(theta: f64) -> Phase {
-    let scale = (1i64 << PHASE_GRID_BITS) as f64;
-    let turns = (theta / PI).rem_euclid(2.0);
-    let num = (turns * scale).round() as i64;
-    Phase::new(Rational64::new(num, 1i64 << PHASE_GRID_BITS))
+    grid_rounding(theta).0
 }
+
+/// The grid phase of `theta`, its offset from it (radians) and a bound on the error of that
+/// offset. `theta / π` is computed in f64, which loses `|θ| 2^-52` radians: for huge angles the
+/// bound is huge and the circuit can only hit itself, never the grid circuit it lands on.
+fn grid_rounding(theta: f64) -> (Phase, f64, f64) {
+    let scale = (1i64 << PHASE_GRID_BITS) as f64;
+    if !theta.is_finite() {
+        return (Phase::new(Rational64::new(0, 1)), 0.0, f64::INFINITY);
+    }
+    let turns = (theta / PI).rem_euclid(2.0);
+    let scaled = turns * scale;
+    let num = scaled.round();
+    let offset = (scaled - num) * (PI / scale);
+    let error = theta.abs() * 2.0 * f64::EPSILON + offset.abs() * f64::EPSILON;
+    (
+        Phase::new(Rational64::new(num as i64, 1i64 << PHASE_GRID_BITS)),
+        offset,
+        error,
+    )
+}
+
+/// A gate on the grid with what rounding it took: (gate, offset in radians, error bound).
+type GridGate = (ZGate, f64, f64);
 
 /// A primitive gate with its angle still in radians.
 #[derive(Debug, Clone, Copy)]
@@ -179,29 +303,44 @@ enum Prim {
 
 /// Primitive-gate form of a circuit. Consecutive rotations about one axis on one wire are summed
 /// in f64 before they land on the grid, so `rz(a); rz(b)` and `rz(a + b)` get the same phase
-/// (rounding each onto the grid first could differ by one grid step).
-fn primitives(circuit: &Circuit) -> Vec<ZGate> {
+/// (rounding each onto the grid first could differ by one grid step). Each rotation carries its
+/// offset from the grid and a bound on its floating-point error.
+fn primitives(circuit: &Circuit) -> Vec<GridGate> {
     let mut prims = Vec::with_capacity(circuit.len() * 3);
+    // Per primitive: the error bound of its angle, from the magnitudes of its gate's parameters.
+    let mut errors = Vec::with_capacity(circuit.len() * 3);
     for inst in circuit.instructions() {
+        let scale = inst.gate.params().iter().map(|p| p.abs()).sum::<f64>() + PI;
         lower(inst.gate, &inst.qubits, &mut prims);
+        errors.resize(prims.len(), scale * ANGLE_RELATIVE_ERROR);
     }
-    let mut pending: Vec<Option<(bool, f64)>> = vec![None; circuit.num_qubits()];
-    let mut out = Vec::with_capacity(prims.len());
-    let flush = |q: usize, pending: &mut Vec<Option<(bool, f64)>>, out: &mut Vec<ZGate>| {
-        if let Some((is_z, theta)) = pending[q].take() {
+    // Per wire: (axis is Z, summed angle, error bound of the sum).
+    let mut pending: Vec<Option<(bool, f64, f64)>> = vec![None; circuit.num_qubits()];
+    let mut out: Vec<GridGate> = Vec::with_capacity(prims.len());
+    let flush = |q: usize, pending: &mut Vec<Option<(bool, f64, f64)>>, out: &mut Vec<GridGate>| {
+        if let Some((is_z, theta, error)) = pending[q].take() {
             let t = if is_z { GType::ZPhase } else { GType::XPhase };
-            out.push(ZGate::new_with_phase(t, vec![q], grid_phase(theta)));
+            let (phase, offset, rounding) = grid_rounding(theta);
+            out.push((
+                ZGate::new_with_phase(t, vec![q], phase),
+                offset,
+                error + rounding,
+            ));
         }
     };
-    for p in prims {
+    for (p, error) in prims.into_iter().zip(errors) {
         let (qubits, gate): (Vec<usize>, Option<ZGate>) = match p {
             Prim::Z(q, t) | Prim::X(q, t) => {
                 let is_z = matches!(p, Prim::Z(..));
                 match pending[q] {
-                    Some((axis, acc)) if axis == is_z => pending[q] = Some((axis, acc + t)),
+                    Some((axis, acc, acc_error)) if axis == is_z => {
+                        let sum = acc + t;
+                        let added = acc_error + error + sum.abs() * f64::EPSILON;
+                        pending[q] = Some((axis, sum, added));
+                    }
                     _ => {
                         flush(q, &mut pending, &mut out);
-                        pending[q] = Some((is_z, t));
+                        pending[q] = Some((is_z, t, error));
                     }
                 }
                 continue;
@@ -214,7 +353,7 @@ fn primitives(circuit: &Circuit) -> Vec<ZGate> {
         for q in qubits {
             flush(q, &mut pending, &mut out);
         }
-        out.extend(gate);
+        out.extend(gate.map(|g| (g, 0.0, 0.0)));
     }
     for q in 0..pending.len() {
         flush(q, &mut pending, &mut out);
@@ -364,12 +503,12 @@ fn gate_key(g: &ZGate) -> (usize, u8, Vec<usize>, (i64, i64)) {
 }
 
 /// Kahn's topological sort of the wire DAG, always emitting the ready gate with the smallest key.
-fn canonical_order(gates: Vec<ZGate>, num_qubits: usize) -> Vec<ZGate> {
+fn canonical_order(gates: Vec<GridGate>, num_qubits: usize) -> Vec<GridGate> {
     let n = gates.len();
     let mut preds = vec![0usize; n];
     let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut last_on_wire: Vec<Option<usize>> = vec![None; num_qubits];
-    for (i, g) in gates.iter().enumerate() {
+    for (i, (g, _, _)) in gates.iter().enumerate() {
         let mut from: Vec<usize> = g.qs.iter().filter_map(|&q| last_on_wire[q]).collect();
         from.sort_unstable();
         from.dedup();
@@ -381,7 +520,7 @@ fn canonical_order(gates: Vec<ZGate>, num_qubits: usize) -> Vec<ZGate> {
             last_on_wire[q] = Some(i);
         }
     }
-    let keys: Vec<_> = gates.iter().map(gate_key).collect();
+    let keys: Vec<_> = gates.iter().map(|(g, _, _)| gate_key(g)).collect();
     let mut ready: std::collections::BTreeSet<(_, usize)> = (0..n)
         .filter(|&i| preds[i] == 0)
         .map(|i| (keys[i].clone(), i))
@@ -397,14 +536,47 @@ fn canonical_order(gates: Vec<ZGate>, num_qubits: usize) -> Vec<ZGate> {
             }
         }
     }
-    let mut slots: Vec<Option<ZGate>> = gates.into_iter().map(Some).collect();
+    let mut slots: Vec<Option<GridGate>> = gates.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// Reduces a circuit to its labelled ZX graph.
 pub fn reduce(circuit: &Circuit) -> Result<ReducedGraph, IdError> {
+    reduce_with_precision(circuit).map(|(graph, _)| graph)
+}
+
+/// The canonical grid sequence's precision record.
+fn precision_of(gates: &[GridGate]) -> Precision {
+    let mut structure = blake3::Hasher::new();
+    let mut offsets = Vec::new();
+    let mut float_error = 0.0;
+    for (g, offset, error) in gates {
+        let (_, kind, qubits, (num, den)) = gate_key(g);
+        structure.update(&[kind]);
+        structure.update(&(qubits.len() as u32).to_le_bytes());
+        for q in qubits {
+            structure.update(&(q as u64).to_le_bytes());
+        }
+        structure.update(&num.to_le_bytes());
+        structure.update(&den.to_le_bytes());
+        if matches!(g.t, GType::ZPhase | GType::XPhase) {
+            offsets.push(*offset);
+            float_error += error;
+        }
+    }
+    Precision {
+        structure: *structure.finalize().as_bytes(),
+        offsets,
+        float_error,
+    }
+}
+
+/// Reduces a circuit to its labelled ZX graph, with the precision of its grid rounding.
+fn reduce_with_precision(circuit: &Circuit) -> Result<(ReducedGraph, Precision), IdError> {
     let n = circuit.num_qubits();
-    let gates = canonical_order(primitives(circuit), n);
+    let ordered = canonical_order(primitives(circuit), n);
+    let precision = precision_of(&ordered);
+    let gates: Vec<ZGate> = ordered.into_iter().map(|(g, _, _)| g).collect();
     let reduced = std::panic::catch_unwind(move || {
         let mut zc = quizx::circuit::Circuit::new(n);
         for g in gates {
@@ -414,7 +586,7 @@ pub fn reduce(circuit: &Circuit) -> Result<ReducedGraph, IdError> {
         quizx::simplify::full_simp(&mut g);
         plain_graph(&g, n)
     });
-    reduced.map_err(|p| {
+    reduced.map(|graph| (graph, precision)).map_err(|p| {
         let msg = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -539,7 +711,7 @@ fn distinct(c: &[u64]) -> usize {
 
 /// The semantic ID of a circuit.
 pub fn circuit_id(circuit: &Circuit) -> Result<CircuitId, IdError> {
-    let graph = reduce(circuit)?;
+    let (graph, precision) = reduce_with_precision(circuit)?;
     let mut colours = wl_colours(&graph);
     colours.sort_unstable();
     let mut h = blake3::Hasher::new();
@@ -553,6 +725,7 @@ pub fn circuit_id(circuit: &Circuit) -> Result<CircuitId, IdError> {
     Ok(CircuitId {
         digest: h.finalize().to_hex().to_string(),
         graph,
+        precision,
     })
 }
 

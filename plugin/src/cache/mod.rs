@@ -15,7 +15,7 @@ pub mod recent;
 use crate::circuit::Circuit;
 use crate::store::{Store, StoreError, StoreStats};
 use codec::{CacheValue, Refused};
-use id::{proven_equal, CircuitId, IdError, ReducedGraph, RECIPE};
+use id::{decode_proof, encode_proof, proven_equal, CircuitId, IdError, ReducedGraph, RECIPE};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,9 +116,11 @@ pub enum Event {
     WaitTimeout,
     /// A circuit whose ID could not be computed (computed without the cache).
     IdError,
+    /// A proven-equal entry whose rounding bound exceeds the tolerance (computed instead).
+    ToleranceRejected,
 }
 
-const EVENTS: [(Event, &str); 8] = [
+const EVENTS: [(Event, &str); 9] = [
     (Event::Hit, "hits"),
     (Event::Miss, "misses"),
     (Event::CollisionRejected, "collisions_rejected"),
@@ -127,6 +129,7 @@ const EVENTS: [(Event, &str); 8] = [
     (Event::Waited, "single_flight_waits"),
     (Event::WaitTimeout, "wait_timeouts"),
     (Event::IdError, "id_errors"),
+    (Event::ToleranceRejected, "tolerance_rejected"),
 ];
 
 fn event_index(event: Event) -> usize {
@@ -139,13 +142,21 @@ pub struct CacheOptions {
     pub lease_ttl: Duration,
     /// Longest a worker waits for another's result before computing it itself.
     pub max_wait: Duration,
+    /// Largest error a served answer may carry from the rounding of angles onto the ID's grid
+    /// (probabilities and Pauli expectations; see [`id::Precision`]). Hits whose proven bound
+    /// exceeds it are recomputed.
+    pub tolerance: f64,
 }
+
+/// The default [`CacheOptions::tolerance`].
+pub const DEFAULT_TOLERANCE: f64 = 1e-9;
 
 impl Default for CacheOptions {
     fn default() -> Self {
         CacheOptions {
             lease_ttl: Duration::from_secs(6),
             max_wait: Duration::from_secs(600),
+            tolerance: DEFAULT_TOLERANCE,
         }
     }
 }
@@ -227,13 +238,20 @@ fn memo_key(exact: &[u8]) -> Key {
 /// A store entry to write: key and sealed value.
 type Entry = (String, Vec<u8>);
 
-/// A memo value: the 64-character hex digest, then the graph's bytes.
+/// A memo value: the 64-character hex digest, then the proof (graph and precision).
 fn decode_memo(value: &[u8]) -> Option<CircuitId> {
-    let (digest, graph) = value.split_at_checked(64)?;
+    let (digest, proof) = value.split_at_checked(64)?;
+    let (graph, precision) = decode_proof(proof)?;
     Some(CircuitId {
         digest: std::str::from_utf8(digest).ok()?.to_string(),
         graph: ReducedGraph::from_bytes(graph)?,
+        precision,
     })
+}
+
+/// What a result entry carries to prove and bound a hit.
+fn proof_of(id: &CircuitId) -> Vec<u8> {
+    encode_proof(&id.graph.to_bytes(), &id.precision)
 }
 
 /// What a lookup found.
@@ -384,7 +402,7 @@ impl Cache {
     ) -> Result<(CircuitId, Option<Entry>), IdError> {
         let id = id::circuit_id(circuit)?;
         let mut value = id.digest.as_bytes().to_vec();
-        value.extend_from_slice(&id.graph.to_bytes());
+        value.extend_from_slice(&proof_of(&id));
         let entry = (memo.store, codec::seal(&memo.text, &exact, &value));
         self.ids.insert(exact, id.clone());
         Ok((id, Some(entry)))
@@ -415,10 +433,9 @@ impl Cache {
         let id = self.circuit_id(circuit).ok()?;
         let keys: Vec<Key> = kinds.iter().map(|k| result_key(&id.digest, k)).collect();
         let stores: Vec<String> = keys.iter().map(|k| k.store.clone()).collect();
-        let proof = id.graph.to_bytes();
         let mut values = Vec::with_capacity(kinds.len());
         for (key, fetched) in keys.iter().zip(self.fetch_many(&stores)) {
-            match self.lookup_in::<codec::Raw>(Ok(fetched), key, &id.graph, &proof) {
+            match self.lookup_in::<codec::Raw>(Ok(fetched), key, &id) {
                 Lookup::Found(codec::Raw(v)) => values.push(v),
                 _ => return None,
             }
@@ -454,9 +471,9 @@ impl Cache {
         compute: impl FnOnce() -> Result<V, E>,
     ) -> Result<(V, Source), E> {
         let key = result_key(&id.digest, kind);
-        let proof = id.graph.to_bytes();
+        let proof = proof_of(id);
         // A memo computed here is written with the result, or on its own when none is written.
-        let first = self.lookup(&key, &id.graph, &proof);
+        let first = self.lookup(&key, id);
         let was_absent = matches!(first, Lookup::Absent);
         if let Lookup::Found(v) = first {
             self.count(Event::Hit);
@@ -480,7 +497,7 @@ impl Cache {
                     let lease = self.hold(&key.store, &owner);
                     // Another worker may have finished between our miss and our lease.
                     if was_absent {
-                        if let Lookup::Found(v) = self.lookup(&key, &id.graph, &proof) {
+                        if let Lookup::Found(v) = self.lookup(&key, id) {
                             self.count(Event::Waited);
                             self.write_memo(memo.take());
                             return Ok((v, Source::Waited));
@@ -505,7 +522,7 @@ impl Cache {
                     }
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_millis(50));
-                    if let Lookup::Found(v) = self.lookup(&key, &id.graph, &proof) {
+                    if let Lookup::Found(v) = self.lookup(&key, id) {
                         self.count(Event::Waited);
                         self.write_memo(memo.take());
                         return Ok((v, Source::Waited));
@@ -571,7 +588,7 @@ impl Cache {
                 };
                 memos.extend(memo.clone());
                 let value = fetched.next().unwrap_or(None);
-                match self.lookup_in::<V>(Ok(value), &key, &id.graph, &id.graph.to_bytes()) {
+                match self.lookup_in::<V>(Ok(value), &key, id) {
                     Lookup::Found(v) => {
                         self.count(Event::Hit);
                         Some(v)
@@ -639,11 +656,18 @@ impl Cache {
             let value = fetched.next().unwrap_or(None);
             pending.extend(memo.clone());
             if let Some(&m) = miss_of.get(&key.store) {
-                misses[m].3.push(i);
+                // One computation answers for both only within the tolerance; else this one is
+                // computed on its own in the final pass.
+                let first = &ids[misses[m].2];
+                if let Ok((first, _)) = first {
+                    if self.within_tolerance(&first.precision, &id.precision) {
+                        misses[m].3.push(i);
+                    }
+                }
                 continue;
             }
-            let proof = id.graph.to_bytes();
-            match self.lookup_in::<V>(Ok(value), &key, &id.graph, &proof) {
+            let proof = proof_of(id);
+            match self.lookup_in::<V>(Ok(value), &key, id) {
                 Lookup::Found(v) => {
                     self.count(Event::Hit);
                     out[i] = Some((v, Source::Hit));
@@ -677,12 +701,12 @@ impl Cache {
         // Another worker may have finished between our lookups and our leases.
         let mut released_unused = Vec::new();
         ours.retain(|&m| {
-            let (key, proof, first, indices) = &misses[m];
-            let graph = match &ids[*first] {
-                Ok((id, _)) => &id.graph,
+            let (key, _, first, indices) = &misses[m];
+            let id = match &ids[*first] {
+                Ok((id, _)) => id,
                 Err(_) => return true,
             };
-            match self.lookup::<V>(key, graph, proof) {
+            match self.lookup::<V>(key, id) {
                 Lookup::Found(v) => {
                     self.count(Event::Waited);
                     for &i in indices {
@@ -781,17 +805,21 @@ impl Cache {
         }
     }
 
-    fn lookup<V: CacheValue>(&self, key: &Key, graph: &ReducedGraph, proof: &[u8]) -> Lookup<V> {
-        self.lookup_in(self.store.get(&key.store), key, graph, proof)
+    fn lookup<V: CacheValue>(&self, key: &Key, id: &CircuitId) -> Lookup<V> {
+        self.lookup_in(self.store.get(&key.store), key, id)
     }
 
-    /// Checks a fetched value: intact, for this key, for a proven-equal graph, decodable.
+    fn within_tolerance(&self, a: &id::Precision, b: &id::Precision) -> bool {
+        a.answer_error(b) <= self.options.tolerance
+    }
+
+    /// Checks a fetched value: intact, for this key, for a proven-equal graph, within the
+    /// tolerance of the asked circuit, decodable.
     fn lookup_in<V: CacheValue>(
         &self,
         fetched: Result<Option<Vec<u8>>, StoreError>,
         key: &Key,
-        graph: &ReducedGraph,
-        proof: &[u8],
+        asked: &CircuitId,
     ) -> Lookup<V> {
         let bytes = match fetched {
             Ok(Some(bytes)) => bytes,
@@ -812,15 +840,23 @@ impl Cache {
                 return Lookup::Rejected;
             }
         };
-        if opened.proof != proof {
-            let Some(stored) = ReducedGraph::from_bytes(opened.proof) else {
+        let Some((stored_graph, stored_precision)) = decode_proof(opened.proof) else {
+            self.degrade(Event::Corrupt, &"a cached proof does not decode");
+            return Lookup::Rejected;
+        };
+        if stored_graph != asked.graph.to_bytes() {
+            let Some(stored) = ReducedGraph::from_bytes(stored_graph) else {
                 self.degrade(Event::Corrupt, &"a cached proof graph does not decode");
                 return Lookup::Rejected;
             };
-            if proven_equal(&stored, graph) != Some(true) {
+            if proven_equal(&stored, &asked.graph) != Some(true) {
                 self.count(Event::CollisionRejected);
                 return Lookup::Rejected;
             }
+        }
+        if !self.within_tolerance(&stored_precision, &asked.precision) {
+            self.count(Event::ToleranceRejected);
+            return Lookup::Rejected;
         }
         match V::decode(opened.value) {
             Some(v) => Lookup::Found(v),

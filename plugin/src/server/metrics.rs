@@ -26,13 +26,14 @@ pub struct EventLabels {
     pub event: String,
 }
 
-const CACHE_EVENTS: [(Event, &str); 6] = [
+const CACHE_EVENTS: [(Event, &str); 7] = [
     (Event::Hit, "hit"),
     (Event::Miss, "miss"),
     (Event::CollisionRejected, "collision_rejected"),
     (Event::Corrupt, "corrupt_value"),
     (Event::StoreError, "store_error"),
     (Event::Waited, "single_flight_wait"),
+    (Event::ToleranceRejected, "tolerance_rejected"),
 ];
 
 pub struct Metrics {
