@@ -124,6 +124,16 @@ pub struct ServeArgs {
     /// Simulator threads per job (default: one per core).
     #[arg(long, env = "QUARGO_THREADS", default_value_t = 0, value_parser = threads_in_range)]
     pub threads: usize,
+    /// Most gates one request's circuit may expand to; larger ones fail with a message.
+    #[arg(long, env = "QUARGO_MAX_GATES", default_value_t = 1_000_000)]
+    pub max_gates: usize,
+    /// Memory all jobs together may reserve (bytes, or with K/M/G; default: the container's
+    /// cgroup limit, else the machine's memory, less an eighth).
+    #[arg(long, env = "QUARGO_MAX_MEMORY", value_parser = byte_size)]
+    pub max_memory: Option<u64>,
+    /// Largest error a cached answer may carry (see `quargo run --help`).
+    #[arg(long, env = "QUARGO_CACHE_TOLERANCE", default_value_t = crate::cache::DEFAULT_TOLERANCE, value_parser = tolerance)]
+    pub cache_tolerance: f64,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +197,19 @@ pub struct CacheArgs {
     /// Neither read nor write the cache: compute everything.
     #[arg(long)]
     pub no_cache: bool,
+    /// Largest error a cached answer may carry from rounding angles onto the circuit ID's grid
+    /// (each probability and Pauli expectation); hits with a larger proven bound are recomputed.
+    #[arg(long, env = "QUARGO_CACHE_TOLERANCE", default_value_t = crate::cache::DEFAULT_TOLERANCE, value_parser = tolerance)]
+    pub tolerance: f64,
+}
+
+fn tolerance(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!(
+            "'{text}' is not a non-negative number such as 1e-9"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -310,7 +333,12 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         batch_size: args.batch_size.max(1),
         max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
         threads: args.threads,
+        max_gates: args.max_gates,
+        cache_tolerance: args.cache_tolerance,
     };
+    if let Some(bytes) = args.max_memory {
+        crate::sim::memory::set_capacity(bytes);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("quargo-serve")
@@ -404,7 +432,11 @@ fn open_cache(args: &CacheArgs) -> Result<Option<Cache>> {
     if args.no_cache {
         return Ok(None);
     }
-    match Cache::open(&args.store.url) {
+    let options = crate::cache::CacheOptions {
+        tolerance: args.tolerance,
+        ..Default::default()
+    };
+    match Cache::open_with(&args.store.url, options) {
         Ok(cache) => Ok(Some(cache)),
         Err(e @ StoreError::BadUrl { .. }) => Err(e.into()),
         Err(e) => {

@@ -794,8 +794,9 @@ pub fn cached_one(
     kinds.extend(request.observables.iter().map(|p| ResultKind::Expectation {
         observable: p.to_string(),
     }));
-    // One store read for every part.
-    let values = cache.lookup_kinds(circuit, &kinds)?;
+    // One store read for every part; an ID not known yet is not computed here (callers answer
+    // from this on a request's thread).
+    let values = cache.lookup_kinds_if_known(circuit, &kinds)?;
     let mut values = values.iter();
     let mut result = SingleResult::default();
     if request.probabilities {

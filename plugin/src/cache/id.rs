@@ -53,10 +53,16 @@ const ANGLE_RELATIVE_ERROR: f64 = 8.0 * f64::EPSILON / 2.0;
 /// graphs of this size; see crates-notes section 2).
 const VF2_MAX_VERTICES: usize = 400;
 
+/// Most primitive gates a circuit may have for an ID: the ZX reduction's time grows faster than
+/// linearly on some shapes, so larger circuits are computed without the cache.
+pub const MAX_ID_GATES: usize = 50_000;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum IdError {
     #[error("the ZX reduction failed: {0}")]
     Reduction(String),
+    #[error("the circuit has {0} primitive gates, more than the {MAX_ID_GATES} a circuit ID is computed for; it is computed without the cache")]
+    TooLarge(usize),
 }
 
 /// Label of a reduced-graph vertex.
@@ -574,7 +580,11 @@ fn precision_of(gates: &[GridGate]) -> Precision {
 /// Reduces a circuit to its labelled ZX graph, with the precision of its grid rounding.
 fn reduce_with_precision(circuit: &Circuit) -> Result<(ReducedGraph, Precision), IdError> {
     let n = circuit.num_qubits();
-    let ordered = canonical_order(primitives(circuit), n);
+    let prims = primitives(circuit);
+    if prims.len() > MAX_ID_GATES {
+        return Err(IdError::TooLarge(prims.len()));
+    }
+    let ordered = canonical_order(prims, n);
     let precision = precision_of(&ordered);
     let gates: Vec<ZGate> = ordered.into_iter().map(|(g, _, _)| g).collect();
     let reduced = std::panic::catch_unwind(move || {

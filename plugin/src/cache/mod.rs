@@ -306,8 +306,13 @@ impl Cache {
 
     /// Opens the store at `url` (see [`crate::store::open`]) with default options.
     pub fn open(url: &str) -> Result<Cache, StoreError> {
+        Cache::open_with(url, CacheOptions::default())
+    }
+
+    /// Opens the store at `url` with `options`.
+    pub fn open_with(url: &str, options: CacheOptions) -> Result<Cache, StoreError> {
         let store: Arc<dyn Store> = Arc::from(crate::store::open(url)?);
-        Ok(Cache::new(store, CacheOptions::default()))
+        Ok(Cache::new(store, options))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -427,15 +432,53 @@ impl Cache {
             .map(|id| result_key(&id.digest, kind).store)
     }
 
+    /// The circuit's ID when this process or the store's memo already knows it: never runs the
+    /// ZX reduction, so it is cheap enough for a request's thread.
+    pub fn known_id(&self, circuit: &Circuit) -> Option<CircuitId> {
+        let exact = circuit.canonical_bytes();
+        if let Some(id) = self.ids.get(&exact) {
+            return Some(id);
+        }
+        let memo = memo_key(&exact);
+        self.memo_from(self.store.get(&memo.store), &memo, &exact)
+    }
+
+    /// [`Cache::lookup_kinds`] when the circuit's ID is already known ([`Cache::known_id`]).
+    pub fn lookup_kinds_if_known(
+        &self,
+        circuit: &Circuit,
+        kinds: &[ResultKind],
+    ) -> Option<Vec<Vec<u8>>> {
+        let id = self.known_id(circuit)?;
+        self.lookup_kinds_of(&id, kinds)
+    }
+
+    /// [`Cache::lookup_many`] for a batch whose IDs are all known already; `None` for any
+    /// circuit when one is not (nothing is computed).
+    pub fn lookup_many_if_known<V: CacheValue>(
+        &self,
+        circuits: &[&Circuit],
+        kind: &ResultKind,
+    ) -> Vec<Option<V>> {
+        if circuits.iter().any(|c| self.known_id(c).is_none()) {
+            return circuits.iter().map(|_| None).collect();
+        }
+        self.lookup_many(circuits, kind)
+    }
+
     /// Cached results of several kinds for one circuit, all or nothing, in one store read: the
     /// values' bytes (decode each with its [`CacheValue`]), or `None` when any is missing.
     pub fn lookup_kinds(&self, circuit: &Circuit, kinds: &[ResultKind]) -> Option<Vec<Vec<u8>>> {
         let id = self.circuit_id(circuit).ok()?;
+        self.lookup_kinds_of(&id, kinds)
+    }
+
+    fn lookup_kinds_of(&self, id: &CircuitId, kinds: &[ResultKind]) -> Option<Vec<Vec<u8>>> {
         let keys: Vec<Key> = kinds.iter().map(|k| result_key(&id.digest, k)).collect();
         let stores: Vec<String> = keys.iter().map(|k| k.store.clone()).collect();
         let mut values = Vec::with_capacity(kinds.len());
         for (key, fetched) in keys.iter().zip(self.fetch_many(&stores)) {
-            match self.lookup_in::<codec::Raw>(Ok(fetched), key, &id) {
+            match self.lookup_in::<codec::Raw>(Ok(fetched), key, id) {
                 Lookup::Found(codec::Raw(v)) => values.push(v),
                 _ => return None,
             }

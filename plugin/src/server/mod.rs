@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Simulator threads per job (0: one per core).
     pub threads: usize,
+    /// Most gates one request's circuit may expand to.
+    pub max_gates: usize,
+    /// Largest error a cached answer may carry.
+    pub cache_tolerance: f64,
 }
 
 /// What the handlers need once the store is open.
@@ -61,7 +65,11 @@ impl AppState {
 
     /// Opens the store and makes the job machinery; until then calls get 503.
     pub fn initialise(self: &Arc<Self>, config: &ServerConfig) -> anyhow::Result<()> {
-        let cache = Arc::new(Cache::open(&config.cache_url)?);
+        let options = crate::cache::CacheOptions {
+            tolerance: config.cache_tolerance,
+            ..Default::default()
+        };
+        let cache = Arc::new(Cache::open_with(&config.cache_url, options)?);
         let store = cache.store().clone();
         let sim = Simulator::new().with_threads(config.threads)?;
         let ops = Arc::new(ops::Ops {
@@ -69,6 +77,7 @@ impl AppState {
             cache: cache.clone(),
             sim,
             batch_size: config.batch_size,
+            max_gates: config.max_gates,
             circuits: crate::cache::recent::Recent::new(1024),
         });
         let jobs = jobs::Jobs::new(store, ops, config.jobs.clone(), self.metrics.clone());

@@ -81,6 +81,8 @@ pub struct Ops {
     pub cache: Arc<Cache>,
     pub sim: Simulator,
     pub batch_size: usize,
+    /// Most gates one request's circuit may expand to.
+    pub max_gates: usize,
     /// Parsed circuits by `c/` key (content-addressed, so never stale).
     pub circuits: crate::cache::recent::Recent<String, Arc<Circuit>>,
 }
@@ -229,6 +231,17 @@ impl Ops {
         Ok(opened.value.to_vec())
     }
 
+    fn check_gates(&self, circuit: &Circuit, what: &str) -> Result<(), OpError> {
+        if circuit.len() > self.max_gates {
+            return Err(input(format!(
+                "{what} expands to {} gates, more than the {} one request may have (quargo serve --max-gates)",
+                circuit.len(),
+                self.max_gates
+            )));
+        }
+        Ok(())
+    }
+
     fn write(&self, key: &str, value: &[u8]) -> Result<(), OpError> {
         Ok(self.store.put(key, &codec::seal(key, b"", value))?)
     }
@@ -249,6 +262,7 @@ impl Ops {
         if let Some(qasm) = get_text(body, "qasm") {
             let circuit =
                 crate::qasm::parse(&qasm).map_err(|e| input(format!("bad QASM in 'qasm': {e}")))?;
+            self.check_gates(&circuit, "'qasm'")?;
             let key = circuit_key(&circuit);
             // Written once per process: repeated calls with the same inline circuit skip the write.
             if self.circuits.get(&key).is_none() {
@@ -272,6 +286,7 @@ impl Ops {
             String::from_utf8(text).map_err(|_| input(format!("circuit '{key}' is not text")))?;
         let circuit = crate::qasm::parse(&text)
             .map_err(|e| input(format!("circuit '{key}' does not parse: {e}")))?;
+        self.check_gates(&circuit, &format!("circuit '{key}'"))?;
         self.circuits
             .insert(key.to_string(), Arc::new(circuit.clone()));
         Ok(circuit)
@@ -435,13 +450,16 @@ impl Ops {
             })
             .collect::<Result<_, OpError>>()?;
         let request = pipeline::SingleRequest {
-            probabilities: true,
+            // Probabilities too large to store are not computed for nothing.
+            probabilities: circuit.num_qubits() <= pipeline::MAX_CACHED_PROBABILITY_QUBITS,
             shots: None,
             observables: &observables,
         };
         let result = if let Some(sim) = compute {
             pipeline::simulate_one(&circuit, &request, sim, Some(&self.cache))?
         } else {
+            // The fast path runs on the request's thread: it must not compute a circuit ID
+            // (quizx on a large circuit takes seconds); only IDs already known are used.
             match pipeline::cached_one(&circuit, &request, &self.cache) {
                 Some(result) => result,
                 None => return Ok(None),
@@ -452,14 +470,22 @@ impl Ops {
             .zip(&result.expectations)
             .map(|(p, v)| (p.to_string(), json!(v)))
             .collect();
+        // Only a key that is in the store now is returned: probabilities over
+        // MAX_CACHED_PROBABILITY_QUBITS qubits are never stored, and a store write can fail.
         let probabilities_key = self
             .cache
             .result_store_key(&circuit, &ResultKind::Probabilities)
+            .filter(|_| circuit.num_qubits() <= pipeline::MAX_CACHED_PROBABILITY_QUBITS)
+            .filter(|_| {
+                self.cache
+                    .lookup_kinds(&circuit, &[ResultKind::Probabilities])
+                    .is_some()
+            })
             .unwrap_or_default();
         let summary = json!({
             "circuit": circuit_key,
             "numQubits": circuit.num_qubits(),
-            "probabilities": probabilities_key,
+            "probabilities": (!probabilities_key.is_empty()).then_some(&probabilities_key),
             "expectation": expectation,
         });
         Ok(Some(Outputs {
@@ -487,7 +513,7 @@ impl Ops {
             let refs: Vec<&Circuit> = circuits.iter().collect();
             let all_cached = self
                 .cache
-                .lookup_many::<Vec<f64>>(&refs, &ResultKind::Probabilities)
+                .lookup_many_if_known::<Vec<f64>>(&refs, &ResultKind::Probabilities)
                 .iter()
                 .all(Option::is_some);
             if !all_cached {

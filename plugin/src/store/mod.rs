@@ -27,6 +27,9 @@ pub enum StoreError {
     Redis { url: String, message: String },
     #[error("Redis at {url} did not answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
+    /// The connection failed (refused, dropped, I/O): the message names the server.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// What `quargo cache stats` shows.

@@ -14,6 +14,7 @@
 use super::{Store, StoreError, StoreStats};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -38,7 +39,16 @@ pub struct RedisStore {
     /// The URL without credentials, for messages.
     display_url: String,
     options: RedisOptions,
+    /// Circuit breaker: after a connection failure, calls fail at once until this time (ms since
+    /// the epoch), so a dead Redis costs one deadline per back-off period, not one per call.
+    down_until_ms: AtomicU64,
+    /// Connection failures in a row (the back-off doubles with each, up to `MAX_BACKOFF`).
+    failures: AtomicU32,
 }
+
+/// First and longest pause after connection failures.
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 const VALUE: &str = "quargo:v:";
 const LEASE: &str = "quargo:l:";
@@ -90,6 +100,8 @@ impl RedisStore {
             manager,
             display_url,
             options,
+            down_until_ms: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
         })
     }
 
@@ -107,6 +119,44 @@ impl RedisStore {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
     {
+        let now = crate::store::now_ms();
+        let down_until = self.down_until_ms.load(Ordering::Acquire);
+        if now < down_until {
+            return Err(StoreError::Redis {
+                url: self.display_url.clone(),
+                message: format!(
+                    "unreachable; not asked again for {} ms after {} failures in a row",
+                    down_until - now,
+                    self.failures.load(Ordering::Acquire)
+                ),
+            });
+        }
+        let result = self.call_now(op);
+        match &result {
+            Err(StoreError::Timeout { .. }) | Err(StoreError::Unreachable(_)) => {
+                let failures = self
+                    .failures
+                    .fetch_add(1, Ordering::AcqRel)
+                    .saturating_add(1);
+                let backoff = MIN_BACKOFF
+                    .saturating_mul(1 << failures.min(8).saturating_sub(1))
+                    .min(MAX_BACKOFF);
+                self.down_until_ms.store(
+                    crate::store::now_ms().saturating_add(backoff.as_millis() as u64),
+                    Ordering::Release,
+                );
+            }
+            _ => self.failures.store(0, Ordering::Release),
+        }
+        result
+    }
+
+    fn call_now<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
+    {
         let timeout = self.options.op_timeout;
         let fut = op(self.manager.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -119,7 +169,17 @@ impl RedisStore {
             timeout,
         };
         match rx.recv_timeout(timeout + Duration::from_millis(500)) {
-            Ok(Ok(result)) => result.map_err(|e| self.redis_err(e)),
+            Ok(Ok(result)) => result.map_err(|e| {
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                {
+                    StoreError::Unreachable(self.redis_err(e).to_string())
+                } else {
+                    self.redis_err(e)
+                }
+            }),
             Ok(Err(_)) | Err(_) => Err(timed_out()),
         }
     }
@@ -191,6 +251,10 @@ impl Store for RedisStore {
     }
 
     fn put_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        // An empty pipeline is an "empty command" error in Redis.
+        if entries.is_empty() {
+            return Ok(());
+        }
         let entries: Vec<(String, Vec<u8>)> = entries
             .iter()
             .map(|(k, v)| (format!("{VALUE}{k}"), v.clone()))
@@ -210,6 +274,9 @@ impl Store for RedisStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Vec<bool>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let keys: Vec<String> = keys.iter().map(|k| format!("{LEASE}{k}")).collect();
         let owner = owner.to_string();
         let ms = ttl.as_millis().max(1) as u64;
