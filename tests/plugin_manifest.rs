@@ -71,6 +71,26 @@ fn the_manifest_meets_argos_rules_and_the_contracts() {
         .and_then(|i| args.get(i + 1))
         .expect("--token-file");
     assert_eq!(*token, "/var/run/argo/token");
+    // The shared store is authenticated: Redis with a password and values with a MAC key, both
+    // from a Secret (never written in the manifest).
+    let env = container["env"].as_array().expect("env");
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("env {name}"))
+    };
+    for secret in ["QUARGO_REDIS_PASSWORD", "QUARGO_CACHE_KEY"] {
+        assert!(
+            var(secret)["valueFrom"]["secretKeyRef"]["name"].is_string(),
+            "{secret} comes from a Secret"
+        );
+        assert!(var(secret).get("value").is_none(), "{secret} is not inline");
+    }
+    let url = var("QUARGO_CACHE")["value"].as_str().expect("cache URL");
+    assert!(
+        url.starts_with("redis://:$(QUARGO_REDIS_PASSWORD)@"),
+        "Redis with a password: {url}"
+    );
     // Only fields of a Kubernetes Container: `argo executor-plugin build` reads it strictly.
     let known = [
         "name",

@@ -188,6 +188,37 @@ pub struct StoreArg {
         value_name = "URL"
     )]
     pub url: String,
+    /// File holding the secret that authenticates every stored value (keyed BLAKE3 MAC): a
+    /// process with it accepts only values written with it. Without it values carry a checksum
+    /// only (fine for a private embedded store; set it for a shared Redis).
+    #[arg(
+        long = "cache-key-file",
+        env = "QUARGO_CACHE_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// The secret itself (for a Kubernetes Secret through env valueFrom.secretKeyRef).
+    #[arg(
+        long = "cache-key",
+        env = "QUARGO_CACHE_KEY",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub key: Option<String>,
+}
+
+impl StoreArg {
+    /// The sealer this store's values are written with.
+    pub fn sealer(&self) -> Result<crate::cache::codec::Sealer> {
+        use crate::cache::codec::Sealer;
+        let secret = match (&self.key, &self.key_file) {
+            (Some(secret), _) => secret.as_bytes().to_vec(),
+            (None, Some(path)) => std::fs::read(path)
+                .with_context(|| format!("cannot read the cache key file {}", path.display()))?,
+            (None, None) => return Ok(Sealer::unkeyed()),
+        };
+        Ok(Sealer::keyed(&secret)?)
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -335,6 +366,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         threads: args.threads,
         max_gates: args.max_gates,
         cache_tolerance: args.cache_tolerance,
+        sealer: args.store.sealer()?,
     };
     if let Some(bytes) = args.max_memory {
         crate::sim::memory::set_capacity(bytes);
@@ -352,6 +384,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
 
 /// `quargo fetch`.
 pub fn fetch(args: &FetchArgs, out: &mut impl Write) -> Result<()> {
+    let sealer = args.store.sealer()?;
     let store = crate::store::open(&args.store.url)?;
     let bytes = store
         .get(&args.key)?
@@ -359,7 +392,9 @@ pub fn fetch(args: &FetchArgs, out: &mut impl Write) -> Result<()> {
     if args.key.starts_with(crate::cache::RESULT_PREFIX) {
         // Cached results are sealed with their full key text, which we do not know here: show the
         // numbers after checking the checksum through the envelope's own length and hash.
-        let values = crate::cache::codec::open_any(&bytes).context("the value is damaged")?;
+        let values = sealer
+            .open_any(&bytes)
+            .context("the value is damaged or not sealed with this key")?;
         let numbers: Vec<String> = values
             .chunks_exact(8)
             .map(|c| json_number(f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
@@ -367,7 +402,8 @@ pub fn fetch(args: &FetchArgs, out: &mut impl Write) -> Result<()> {
         writeln!(out, "[{}]", numbers.join(","))?;
         return Ok(());
     }
-    let opened = crate::cache::codec::open(&bytes, &args.key)
+    let opened = sealer
+        .open(&bytes, &args.key)
         .map_err(|_| anyhow::anyhow!("the value under '{}' is damaged", args.key))?;
     out.write_all(opened.value)?;
     if !opened.value.ends_with(b"\n") {
@@ -434,6 +470,7 @@ fn open_cache(args: &CacheArgs) -> Result<Option<Cache>> {
     }
     let options = crate::cache::CacheOptions {
         tolerance: args.tolerance,
+        sealer: args.store.sealer()?,
         ..Default::default()
     };
     match Cache::open_with(&args.store.url, options) {

@@ -146,6 +146,8 @@ pub struct CacheOptions {
     /// (probabilities and Pauli expectations; see [`id::Precision`]). Hits whose proven bound
     /// exceeds it are recomputed.
     pub tolerance: f64,
+    /// Seals and opens every value (keyed: values are authenticated with a secret).
+    pub sealer: codec::Sealer,
 }
 
 /// The default [`CacheOptions::tolerance`].
@@ -157,6 +159,7 @@ impl Default for CacheOptions {
             lease_ttl: Duration::from_secs(6),
             max_wait: Duration::from_secs(600),
             tolerance: DEFAULT_TOLERANCE,
+            sealer: codec::Sealer::unkeyed(),
         }
     }
 }
@@ -319,6 +322,11 @@ impl Cache {
         &self.store
     }
 
+    /// How this cache seals and opens values (the plugin seals its data the same way).
+    pub fn sealer(&self) -> &codec::Sealer {
+        &self.options.sealer
+    }
+
     pub fn count(&self, event: Event) {
         self.counts[event_index(event)].fetch_add(1, Ordering::Relaxed);
     }
@@ -380,7 +388,7 @@ impl Cache {
         exact: &[u8],
     ) -> Option<CircuitId> {
         match fetched {
-            Ok(Some(bytes)) => match codec::open(&bytes, &memo.text) {
+            Ok(Some(bytes)) => match self.options.sealer.open(&bytes, &memo.text) {
                 Ok(opened) if opened.proof == exact => {
                     if let Some(id) = decode_memo(opened.value) {
                         self.ids.insert(exact.to_vec(), id.clone());
@@ -408,7 +416,10 @@ impl Cache {
         let id = id::circuit_id(circuit)?;
         let mut value = id.digest.as_bytes().to_vec();
         value.extend_from_slice(&proof_of(&id));
-        let entry = (memo.store, codec::seal(&memo.text, &exact, &value));
+        let entry = (
+            memo.store,
+            self.options.sealer.seal(&memo.text, &exact, &value),
+        );
         self.ids.insert(exact, id.clone());
         Ok((id, Some(entry)))
     }
@@ -777,7 +788,7 @@ impl Cache {
                     let (key, proof, _, indices) = &misses[m];
                     pending.push((
                         key.store.clone(),
-                        codec::seal(&key.text, proof, &v.encode()),
+                        self.options.sealer.seal(&key.text, proof, &v.encode()),
                     ));
                     for (n, &i) in indices.iter().enumerate() {
                         let source = if n == 0 {
@@ -872,7 +883,7 @@ impl Cache {
                 return Lookup::Rejected;
             }
         };
-        let opened = match codec::open(&bytes, &key.text) {
+        let opened = match self.options.sealer.open(&bytes, &key.text) {
             Ok(opened) => opened,
             Err(Refused::Corrupt) => {
                 self.degrade(Event::Corrupt, &"a cached value failed its checksum");
@@ -921,7 +932,7 @@ impl Cache {
     ) {
         let mut entries = vec![(
             key.store.clone(),
-            codec::seal(&key.text, proof, &value.encode()),
+            self.options.sealer.seal(&key.text, proof, &value.encode()),
         )];
         entries.extend(memo);
         let written = match lease {

@@ -154,7 +154,7 @@ fn an_entry_whose_graph_is_not_proven_equal_is_rejected() {
     );
     // Forge a collision: b's graph and a wrong answer stored under a's key.
     let key = result_key(&id_a.digest, &kind);
-    let proof = id_b.graph.to_bytes();
+    let proof = id::encode_proof(&id_b.graph.to_bytes(), &id_b.precision);
     let forged = codec::seal(&key.text, &proof, &vec![0.0, 0.0, 1.0, 0.0].encode());
     cache.store().put(&key.store, &forged).expect("put");
     let (p, src) = cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
@@ -239,6 +239,7 @@ fn a_waiter_whose_holder_outlives_max_wait_computes_itself() {
     let (cache, dir) = temp_cache(CacheOptions {
         lease_ttl: Duration::from_secs(30),
         max_wait: Duration::from_millis(200),
+        ..Default::default()
     });
     let a = circuit("h q[0];", 1);
     let id = cache.circuit_id(&a).expect("id");
@@ -434,4 +435,199 @@ fn lookup_kinds_is_all_or_nothing() {
     assert_eq!(f64::decode(&values[1]), Some(1.0));
     drop(cache);
     std::fs::remove_dir_all(dir).ok();
+}
+
+fn exact(c: &Circuit) -> Vec<f64> {
+    probs(c).expect("simulates")
+}
+
+fn max_difference(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn a_huge_angle_never_answers_for_the_identity() {
+    // rx(1e17) lands on the identity's grid point (θ/π has no fraction left in f64), but its
+    // error bound is as large as the angle: it may only hit itself.
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let kind = ResultKind::Probabilities;
+    for (huge, plain) in [
+        ("rx(1e17) q[0];", "id q[0];"),
+        ("rz(1e17) q[0]; h q[0];", "h q[0];"),
+        ("ry(-3e16) q[0];", "id q[0];"),
+        (
+            "h q[0]; cx q[0],q[1]; crz(1e18) q[0],q[1];",
+            "h q[0]; cx q[0],q[1];",
+        ),
+    ] {
+        let (a, b) = (circuit(huge, 2), circuit(plain, 2));
+        let (pa, _) = cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
+        let (pb, src) = cache.get_or_compute(&b, &kind, || probs(&b)).expect("b");
+        assert_eq!(src, Source::Computed, "{plain} after {huge}");
+        assert_eq!(pa, exact(&a));
+        assert_eq!(pb, exact(&b));
+    }
+    assert!(cache.local_count(Event::ToleranceRejected) >= 1);
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// `h; 2048 x (rz(pi/4096 + offset); cx; cx); h` on two qubits.
+fn drift_circuit(offset: f64) -> Circuit {
+    let body: String = (0..2048)
+        .map(|_| format!("rz(pi/4096 + {offset:e}) q[0]; cx q[0],q[1]; cx q[0],q[1];\n"))
+        .collect();
+    circuit(&format!("h q[0];\n{body}h q[0];"), 2)
+}
+
+#[test]
+fn rounding_that_adds_up_across_gates_is_not_served() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let kind = ResultKind::Probabilities;
+    let a = drift_circuit(0.0);
+    let b = drift_circuit(3.5e-10);
+    let (ida, idb) = (
+        cache.circuit_id(&a).expect("a"),
+        cache.circuit_id(&b).expect("b"),
+    );
+    assert_eq!(ida.digest, idb.digest, "one grid circuit: the IDs agree");
+    cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
+    let (pb, src) = cache.get_or_compute(&b, &kind, || probs(&b)).expect("b");
+    assert_eq!(src, Source::Computed);
+    assert!(
+        max_difference(&pb, &exact(&a)) > 1e-7,
+        "the two answers differ for real"
+    );
+    assert_eq!(pb, exact(&b));
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn the_tolerance_is_honoured_at_its_edge() {
+    // One rotation 1e-12 rad off: the bound is 2 * 1e-12 (plus float error ~1e-15).
+    let a = circuit("h q[0]; rz(0.7) q[0]; h q[0];", 1);
+    let b = circuit("h q[0]; rz(0.700000000001) q[0]; h q[0];", 1);
+    let kind = ResultKind::Probabilities;
+    for (tolerance, hit) in [
+        (2.1e-12, true),
+        (1.9e-12, false),
+        (1e-9, true),
+        (0.0, false),
+    ] {
+        let (cache, dir) = temp_cache(CacheOptions {
+            tolerance,
+            ..Default::default()
+        });
+        cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
+        let (pb, src) = cache.get_or_compute(&b, &kind, || probs(&b)).expect("b");
+        assert_eq!(src == Source::Hit, hit, "tolerance {tolerance}");
+        assert!(
+            max_difference(&pb, &exact(&b)) <= tolerance.max(1e-15),
+            "tolerance {tolerance}"
+        );
+        drop(cache);
+        std::fs::remove_dir_all(dir).ok();
+    }
+    // With a zero tolerance only circuits without rotations (no rounding at all) hit.
+    let (cache, dir) = temp_cache(CacheOptions {
+        tolerance: 0.0,
+        ..Default::default()
+    });
+    let c = circuit("h q[0]; cx q[0],q[1]; h q[1];", 2);
+    cache
+        .get_or_compute(&c, &kind, || probs(&c))
+        .expect("first");
+    let (_, src) = cache
+        .get_or_compute(&c, &kind, || probs(&c))
+        .expect("second");
+    assert_eq!(src, Source::Hit);
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn equivalent_rewrites_still_hit() {
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let kind = ResultKind::Probabilities;
+    for (first, second) in [
+        ("h q[0]; z q[0]; h q[0];", "x q[0];"),
+        (
+            "rz(0.3) q[0]; rz(0.4) q[0]; h q[0];",
+            "rz(0.7) q[0]; h q[0];",
+        ),
+        (
+            "h q[0]; cx q[0],q[1]; rx(1.234) q[1];",
+            "h q[0]; cx q[0],q[1]; rx(1.234) q[1];",
+        ),
+    ] {
+        let (a, b) = (circuit(first, 2), circuit(second, 2));
+        cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
+        let (pb, src) = cache.get_or_compute(&b, &kind, || probs(&b)).expect("b");
+        assert_eq!(src, Source::Hit, "{second} after {first}");
+        assert!(max_difference(&pb, &exact(&b)) <= 1e-9);
+    }
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+mod shared_cache_property {
+    //! A shared cache never changes an answer beyond the tolerance: random circuits, many with
+    //! extreme or nearly equal angles, are asked through one cache after their neighbours, and
+    //! every answer is compared with a direct simulation.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn angle() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            (-7.0f64..7.0),
+            (-1e18f64..1e18),
+            Just(1e17),
+            Just(-1e17),
+            (0u32..16).prop_map(|k| std::f64::consts::PI / f64::from(1 << k)),
+            (0u32..16, -1e-9f64..1e-9)
+                .prop_map(|(k, e)| std::f64::consts::PI / f64::from(1 << k) + e),
+        ]
+    }
+
+    fn gate() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0usize..3, angle()).prop_map(|(q, t)| format!("rx({t:e}) q[{q}];")),
+            (0usize..3, angle()).prop_map(|(q, t)| format!("rz({t:e}) q[{q}];")),
+            (0usize..3, angle()).prop_map(|(q, t)| format!("ry({t:e}) q[{q}];")),
+            (0usize..3, angle(), angle(), angle())
+                .prop_map(|(q, a, b, c)| format!("u3({a:e},{b:e},{c:e}) q[{q}];")),
+            (0usize..3).prop_map(|q| format!("h q[{q}];")),
+            (0usize..3).prop_map(|q| format!("id q[{q}];")),
+            (0usize..3, 1usize..3).prop_map(|(a, d)| format!("cx q[{a}],q[{}];", (a + d) % 3)),
+            (0usize..3, 1usize..3, angle())
+                .prop_map(|(a, d, t)| format!("crz({t:e}) q[{a}],q[{}];", (a + d) % 3)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn no_answer_moves_beyond_the_tolerance(
+            circuits in proptest::collection::vec(proptest::collection::vec(gate(), 0..8), 2..6),
+        ) {
+            let (cache, dir) = temp_cache(CacheOptions::default());
+            let kind = ResultKind::Probabilities;
+            for gates in &circuits {
+                // The circuit, and a neighbour whose angles differ in the last digits.
+                let body = gates.join(" ");
+                for c in [circuit(&body, 3), circuit(&body.replace("e0", "000001e0"), 3)] {
+                    let (p, _) = cache.get_or_compute(&c, &kind, || probs(&c)).expect("answer");
+                    let truth = exact(&c);
+                    prop_assert!(max_difference(&p, &truth) <= DEFAULT_TOLERANCE + 1e-12,
+                        "{body}: {:?} vs {:?}", p, truth);
+                }
+            }
+            drop(cache);
+            std::fs::remove_dir_all(dir).ok();
+        }
+    }
 }

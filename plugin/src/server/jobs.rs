@@ -16,7 +16,6 @@
 
 use super::ops::{OpError, Ops};
 use crate::argo::{go_duration, NodeResult, Outputs, Phase, PluginCall, Reply};
-use crate::cache::codec;
 use crate::store::{now_ms, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -180,14 +179,19 @@ impl Jobs {
             return Ok(None);
         };
         // A damaged record is as good as none: the job runs again (ops are pure).
-        Ok(codec::open(&bytes, key)
+        Ok(self
+            .ops
+            .cache
+            .sealer()
+            .open(&bytes, key)
             .ok()
             .and_then(|o| serde_json::from_slice(o.value).ok()))
     }
 
     fn write(&self, key: &str, record: &JobRecord) -> Result<(), StoreError> {
         let value = serde_json::to_vec(record).unwrap_or_default();
-        self.store.put(key, &codec::seal(key, b"", &value))
+        self.store
+            .put(key, &self.ops.cache.sealer().seal(key, b"", &value))
     }
 
     fn reply_for(&self, record: &JobRecord) -> Reply {

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub max_gates: usize,
     /// Largest error a cached answer may carry.
     pub cache_tolerance: f64,
+    /// Seals every stored value (keyed: authenticated).
+    pub sealer: crate::cache::codec::Sealer,
 }
 
 /// What the handlers need once the store is open.
@@ -67,6 +69,7 @@ impl AppState {
     pub fn initialise(self: &Arc<Self>, config: &ServerConfig) -> anyhow::Result<()> {
         let options = crate::cache::CacheOptions {
             tolerance: config.cache_tolerance,
+            sealer: config.sealer.clone(),
             ..Default::default()
         };
         let cache = Arc::new(Cache::open_with(&config.cache_url, options)?);

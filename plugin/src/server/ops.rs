@@ -17,7 +17,7 @@
 //! Every op is a pure function of its inputs and the store, so retries and repeats are safe.
 
 use crate::argo::{text_field, Outputs, Parameter};
-use crate::cache::{codec, Cache, ResultKind};
+use crate::cache::{Cache, ResultKind};
 use crate::circuit::Circuit;
 use crate::pauli::{Observable, PauliString};
 use crate::pipeline::{self, Allocation, RunOptions};
@@ -223,7 +223,7 @@ impl Ops {
                 self.store.location()
             ))
         })?;
-        let opened = codec::open(&bytes, key).map_err(|_| {
+        let opened = self.cache.sealer().open(&bytes, key).map_err(|_| {
             input(format!(
                 "{what} '{key}' in the store is damaged; run the step that produced it again"
             ))
@@ -243,14 +243,16 @@ impl Ops {
     }
 
     fn write(&self, key: &str, value: &[u8]) -> Result<(), OpError> {
-        Ok(self.store.put(key, &codec::seal(key, b"", value))?)
+        Ok(self
+            .store
+            .put(key, &self.cache.sealer().seal(key, b"", value))?)
     }
 
     fn write_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), OpError> {
         let sealed: Vec<(String, Vec<u8>)> = entries
             .into_iter()
             .map(|(k, v)| {
-                let s = codec::seal(&k, b"", &v);
+                let s = self.cache.sealer().seal(&k, b"", &v);
                 (k, s)
             })
             .collect();
