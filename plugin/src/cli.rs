@@ -196,7 +196,7 @@ pub struct StoreArg {
         env = "QUARGO_CACHE_KEY_FILE",
         value_name = "PATH"
     )]
-    pub key_file: Option<PathBuf>,
+    pub mac_secret_file: Option<PathBuf>,
     /// The secret itself (for a Kubernetes Secret through env valueFrom.secretKeyRef).
     #[arg(
         long = "cache-key",
@@ -204,14 +204,14 @@ pub struct StoreArg {
         hide_env_values = true,
         value_name = "SECRET"
     )]
-    pub key: Option<String>,
+    pub mac_secret: Option<String>,
 }
 
 impl StoreArg {
     /// The sealer this store's values are written with.
     pub fn sealer(&self) -> Result<crate::cache::codec::Sealer> {
         use crate::cache::codec::Sealer;
-        let secret = match (&self.key, &self.key_file) {
+        let secret = match (&self.mac_secret, &self.mac_secret_file) {
             (Some(secret), _) => secret.as_bytes().to_vec(),
             (None, Some(path)) => std::fs::read(path)
                 .with_context(|| format!("cannot read the cache key file {}", path.display()))?,
