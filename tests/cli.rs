@@ -419,3 +419,167 @@ fn an_unreachable_redis_degrades_to_computing() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected lmdb://"));
 }
+
+fn fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected a failure mentioning '{needle}'"
+    );
+    assert!(
+        out.status.code().is_some(),
+        "killed by a signal instead of failing: {stderr}"
+    );
+    assert!(stderr.contains(needle), "'{needle}' not in: {stderr}");
+}
+
+#[test]
+fn reconstructions_too_expensive_are_refused_before_anything_is_allocated() {
+    // 16 cuts (max-qubits 3) and 24 cuts (max-qubits 2): 4^16 and 4^24 label assignments.
+    for (max_qubits, extra) in [
+        ("3", vec![]),
+        ("2", vec!["--no-probabilities", "--observable", "ZZIIIIII"]),
+        ("3", vec!["--no-probabilities", "--observable", "ZZIIIIII"]),
+    ] {
+        let mut args = vec![
+            "run",
+            "examples/qaoa_ring8.qasm",
+            "--max-qubits",
+            max_qubits,
+            "--no-cache",
+        ];
+        args.extend(extra);
+        fails_with(&quargo(&args), "Pauli-label assignments");
+    }
+}
+
+#[test]
+fn hostile_inputs_get_clear_errors_not_crashes() {
+    let long = vec!["1"; 200_000].join("+");
+    for (name, body, needle) in [
+        ("sum.qasm", format!("rx({long}) q[0];"), "operations"),
+        (
+            "product.qasm",
+            format!("rx({}) q[0];", vec!["1"; 200_000].join("*")),
+            "operations",
+        ),
+        (
+            "nested.qasm",
+            format!("rx({}1{}) q[0];", "(".repeat(100_000), ")".repeat(100_000)),
+            "nested",
+        ),
+    ] {
+        let path = temp_qasm(
+            name,
+            &format!("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[1];\n{body}\n"),
+        );
+        fails_with(
+            &quargo(&["simulate", path.to_str().unwrap(), "--no-cache"]),
+            needle,
+        );
+    }
+    for shots in ["0", "18446744073709551615", "1000000000001"] {
+        fails_with(
+            &quargo(&["simulate", "examples/bell.qasm", "--shots", shots]),
+            "--shots",
+        );
+        fails_with(
+            &quargo(&[
+                "run",
+                "examples/two_blocks.qasm",
+                "--max-qubits",
+                "4",
+                "--shots",
+                shots,
+            ]),
+            "--shots",
+        );
+    }
+    fails_with(
+        &quargo(&["simulate", "examples/bell.qasm", "--threads", "100000"]),
+        "threads",
+    );
+    // An endless input is refused after a bounded read.
+    fails_with(&quargo(&["simulate", "/dev/zero"]), "larger than");
+}
+
+#[test]
+fn a_huge_angle_does_not_poison_the_identity() {
+    let cache = fresh_cache("huge-angle");
+    let huge = temp_qasm(
+        "huge.qasm",
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[1];\nrx(1e17) q[0];\n",
+    );
+    let plain = temp_qasm(
+        "plain.qasm",
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[1];\nid q[0];\n",
+    );
+    json(&quargo(&[
+        "simulate",
+        huge.to_str().unwrap(),
+        "--cache",
+        &cache,
+    ]));
+    let v = json(&quargo(&[
+        "simulate",
+        plain.to_str().unwrap(),
+        "--cache",
+        &cache,
+    ]));
+    assert_eq!(v["probabilities"], serde_json::json!({"0": 1.0}));
+}
+
+#[test]
+fn a_damaged_lmdb_file_is_set_aside_and_clear_all_works_without_opening_it() {
+    let dir = std::env::temp_dir().join(format!("quargo-cli-damaged-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let cache = format!("lmdb://{}", dir.display());
+    let run = || {
+        quargo(&[
+            "run",
+            "examples/qaoa_ring8.qasm",
+            "--max-qubits",
+            "5",
+            "--cache",
+            &cache,
+        ])
+    };
+    let truth = json(&quargo(&[
+        "run",
+        "examples/qaoa_ring8.qasm",
+        "--max-qubits",
+        "5",
+        "--no-cache",
+    ]));
+    json(&run());
+    // 4 KiB of 0xFF over every third page past the meta pages.
+    let damage = || {
+        let path = dir.join("data.mdb");
+        let mut bytes = std::fs::read(&path).expect("data.mdb");
+        for page in (2..bytes.len() / 4096).step_by(3) {
+            bytes[page * 4096..(page + 1) * 4096].fill(0xFF);
+        }
+        std::fs::write(&path, bytes).expect("damage");
+    };
+    damage();
+    for _ in 0..2 {
+        let v = json(&run());
+        assert_eq!(v["probabilities"], truth["probabilities"]);
+    }
+    let aside = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("damaged")
+        })
+        .count();
+    assert_eq!(aside, 1, "the damaged file is kept aside once");
+    damage();
+    json(&quargo(&["cache", "clear", "--all", "--cache", &cache]));
+    assert!(!dir.join("data.mdb").exists());
+    json(&run());
+    std::fs::remove_dir_all(&dir).ok();
+}

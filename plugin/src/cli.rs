@@ -317,6 +317,22 @@ pub struct SimulateArgs {
 
 /// Entry point of the binary: runs the command and maps errors to a message and exit code 1.
 pub fn main() -> ExitCode {
+    // The verifier of a damaged LMDB store runs in a child process of this same binary; it may
+    // crash, and must not take the caller with it.
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().is_some_and(|a| a == "__verify-lmdb") {
+        let Some(dir) = raw.next() else {
+            return ExitCode::from(2);
+        };
+        return match crate::store::lmdb::verify_here(std::path::Path::new(&dir)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(crate::store::lmdb::VERIFY_EXIT_DAMAGED as u8)
+            }
+        };
+    }
+    crate::store::lmdb::set_verifier(crate::store::lmdb::verify_in_child);
     let cli = Cli::parse();
     init_logging(&cli.log, cli.log_format);
     let stdout = std::io::stdout();
@@ -489,6 +505,18 @@ pub fn cache_command(args: &CacheCommand, out: &mut impl Write) -> Result<()> {
         CacheAction::Stats(store) => store,
         CacheAction::Clear(clear) => &clear.store,
     };
+    if let CacheAction::Clear(ClearArgs { all: true, .. }) = &args.action {
+        // Removing everything needs no open store: a damaged file cannot stop it.
+        if let Some((dir, _)) = crate::store::lmdb_location(&store.url)? {
+            let removed = crate::store::lmdb::remove_files(&dir)?;
+            serde_json::to_writer(
+                &mut *out,
+                &serde_json::json!({"location": format!("lmdb://{}", dir.display()), "removed_files": removed}),
+            )?;
+            writeln!(out)?;
+            return Ok(());
+        }
+    }
     let cache = Cache::open(&store.url)?;
     match &args.action {
         CacheAction::Stats(_) => {

@@ -15,6 +15,14 @@
 //! freed by readers still open). Values read since the last write move to the back of the queue at
 //! the next write, so eviction approximates least-recently-used without a write per read.
 //! A put that still finds the map full evicts half of what is left and tries once more.
+//!
+//! Damage: LMDB trusts its file, and a damaged page makes the reading process crash (SEGV, BUS,
+//! an abort) rather than fail. So before a process first uses an existing file, a verifier
+//! ([`set_verifier`]; the binary's is [`verify_in_child`]) reads every page in a child process;
+//! a file that crashes it, or that LMDB itself reports as corrupt, is moved aside
+//! (`data.mdb.damaged-<ms>`) and a fresh store takes its place: the cache is recomputable, and
+//! the plugin's data is re-made by re-running its steps. [`remove_files`] clears a store without
+//! opening it.
 
 use super::{now_ms, Store, StoreError, StoreStats};
 use heed::types::Bytes;
@@ -83,6 +91,154 @@ fn read_u64(bytes: Option<&[u8]>) -> u64 {
         .unwrap_or(0)
 }
 
+/// What a verification of an existing store found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Sound,
+    /// Damaged: the reason (a signal, LMDB's own error).
+    Damaged(String),
+    /// Could not be checked (no child process, a time-out): used as it is.
+    Unchecked(String),
+}
+
+type Verifier = fn(&Path) -> Verdict;
+static VERIFIER: OnceLock<Verifier> = OnceLock::new();
+
+/// Installs the check every process runs once per store directory before opening it.
+pub fn set_verifier(verifier: Verifier) {
+    let _ = VERIFIER.set(verifier);
+}
+
+/// Exit code of the verifying child for a store LMDB reports as corrupt.
+pub const VERIFY_EXIT_DAMAGED: i32 = 3;
+
+/// Reads every entry of every database of the store in `dir` (every page is touched). Runs in
+/// the verifying child: on a damaged file it may crash, which is the point.
+pub fn verify_here(dir: &Path) -> Result<(), String> {
+    let mut options = EnvOpenOptions::new();
+    options.max_dbs(8).max_readers(16);
+    // SAFETY: a fresh process opens the environment once, read-only.
+    let env = unsafe {
+        options.flags(EnvFlags::READ_ONLY);
+        options.open(dir)
+    }
+    .map_err(|e| e.to_string())?;
+    let names = ["values.v2", "seqs.v2", "order.v2", "leases", "meta.v2"];
+    let opened = env
+        .open_databases_and_commit(
+            env.read_txn().map_err(|e| e.to_string())?,
+            |opener, rtxn| -> Result<_, heed::Error> {
+                let dbs = names.map(|name| opener.open_database::<Bytes, Bytes>(rtxn, Some(name)));
+                let [a, b, c, d, e] = dbs;
+                Ok(CommitOrAbort::<_, ()>::Commit([a?, b?, c?, d?, e?]))
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let CommitOrAbort::Commit(dbs) = opened else {
+        return Err("opening the databases was aborted".into());
+    };
+    let txn = env.read_txn().map_err(|e| e.to_string())?;
+    for db in dbs.into_iter().flatten() {
+        let mut checksum = 0u64;
+        for item in db.iter(&txn).map_err(|e| e.to_string())? {
+            let (k, v) = item.map_err(|e| e.to_string())?;
+            // Touch every byte, so every overflow page is read.
+            checksum = checksum.wrapping_add(k.iter().chain(v).map(|&b| b as u64).sum::<u64>());
+        }
+        std::hint::black_box(checksum);
+    }
+    Ok(())
+}
+
+/// The binary's verifier: runs `<this executable> __verify-lmdb DIR` and reads how it ended.
+pub fn verify_in_child(dir: &Path) -> Verdict {
+    use std::os::unix::process::ExitStatusExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return Verdict::Unchecked(format!("no executable to verify with: {e}")),
+    };
+    let child = std::process::Command::new(exe)
+        .arg("__verify-lmdb")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => return Verdict::Unchecked(format!("cannot start the verifier: {e}")),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = pipe.by_ref().take(4096).read_to_string(&mut stderr);
+                }
+                return match (status.code(), status.signal()) {
+                    (Some(0), _) => Verdict::Sound,
+                    (Some(VERIFY_EXIT_DAMAGED), _) => Verdict::Damaged(stderr.trim().to_string()),
+                    (_, Some(signal)) => {
+                        Verdict::Damaged(format!("reading it crashed a process (signal {signal})"))
+                    }
+                    (code, _) => Verdict::Unchecked(format!(
+                        "the verifier exited with {code:?}: {}",
+                        stderr.trim()
+                    )),
+                };
+            }
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Verdict::Unchecked("the verifier took more than 120 s".into());
+            }
+            Err(e) => return Verdict::Unchecked(format!("cannot wait for the verifier: {e}")),
+        }
+    }
+}
+
+/// Deletes the store's files without opening them (a damaged file cannot crash this).
+pub fn remove_files(dir: &Path) -> Result<bool, StoreError> {
+    let mut removed = false;
+    for name in ["data.mdb", "lock.mdb"] {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Lmdb {
+                    path: dir.to_path_buf(),
+                    message: format!("cannot remove {name}: {e}"),
+                })
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Moves a damaged store's files aside, so a fresh one can be made in their place.
+fn quarantine(dir: &Path, reason: &str) -> Result<PathBuf, StoreError> {
+    let aside = dir.join(format!("data.mdb.damaged-{}", now_ms()));
+    let io = |e: std::io::Error| StoreError::Lmdb {
+        path: dir.to_path_buf(),
+        message: format!("cannot move the damaged store aside: {e}"),
+    };
+    match std::fs::rename(dir.join("data.mdb"), &aside) {
+        Ok(()) => {}
+        // Another process moved it first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let _ = std::fs::remove_file(dir.join("lock.mdb"));
+    tracing::warn!(path = %dir.display(), %reason, moved_to = %aside.display(),
+        "the LMDB store was damaged: moved aside, starting a fresh one");
+    Ok(aside)
+}
+
 impl LmdbStore {
     /// Opens (creating) the store in `dir` with a map of `max_bytes`.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<LmdbStore, StoreError> {
@@ -101,6 +257,18 @@ impl LmdbStore {
         let shared = match registry.get(&canonical) {
             Some(shared) => *shared,
             None => {
+                if let (Some(verify), true) = (VERIFIER.get(), canonical.join("data.mdb").exists())
+                {
+                    match verify(&canonical) {
+                        Verdict::Sound => {}
+                        Verdict::Damaged(reason) => {
+                            quarantine(&canonical, &reason)?;
+                        }
+                        Verdict::Unchecked(reason) => {
+                            tracing::debug!(path = %canonical.display(), %reason, "store not verified");
+                        }
+                    }
+                }
                 let shared: &'static Shared =
                     Box::leak(Box::new(Self::open_env(&canonical, max_bytes)?));
                 registry.insert(canonical.clone(), shared);

@@ -130,23 +130,10 @@ pub fn default_lmdb_dir() -> PathBuf {
         .join("quargo")
 }
 
-/// Opens a store from a URL: `lmdb://PATH[?max_bytes=N]` (`lmdb://` alone: the default directory),
-/// `redis://[user:pass@]HOST:PORT/DB`, `rediss://...` for TLS.
-///
-/// Opening Redis does not connect: an unreachable server shows up as errors on use, so a caller
-/// can degrade instead of failing.
-pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
-        return Ok(Box::new(redis::RedisStore::open(
-            url,
-            redis::RedisOptions::default(),
-        )?));
-    }
+/// The directory and size bound of an `lmdb://` URL; `None` for other schemes.
+pub fn lmdb_location(url: &str) -> Result<Option<(PathBuf, u64)>, StoreError> {
     let Some(rest) = url.strip_prefix("lmdb://") else {
-        return Err(StoreError::BadUrl {
-            url: url.into(),
-            reason: "expected lmdb://PATH or redis://HOST:PORT/DB".into(),
-        });
+        return Ok(None);
     };
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut max_bytes = DEFAULT_LMDB_MAX_BYTES;
@@ -170,6 +157,27 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
         default_lmdb_dir()
     } else {
         PathBuf::from(path)
+    };
+    Ok(Some((dir, max_bytes)))
+}
+
+/// Opens a store from a URL: `lmdb://PATH[?max_bytes=N]` (`lmdb://` alone: the default directory),
+/// `redis://[user:pass@]HOST:PORT/DB`, `rediss://...` for TLS.
+///
+/// Opening Redis does not connect: an unreachable server shows up as errors on use, so a caller
+/// can degrade instead of failing.
+pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        return Ok(Box::new(redis::RedisStore::open(
+            url,
+            redis::RedisOptions::default(),
+        )?));
+    }
+    let Some((dir, max_bytes)) = lmdb_location(url)? else {
+        return Err(StoreError::BadUrl {
+            url: url.into(),
+            reason: "expected lmdb://PATH or redis://HOST:PORT/DB".into(),
+        });
     };
     Ok(Box::new(lmdb::LmdbStore::open(&dir, max_bytes)?))
 }
