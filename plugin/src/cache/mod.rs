@@ -303,7 +303,12 @@ impl Cache {
             next_owner: AtomicU64::new(0),
             options,
             keeper,
-            ids: recent::Recent::new(4096),
+            ids: recent::Recent::bounded(4096, 64 << 20, |exact, id| {
+                exact.len()
+                    + id.graph.vertices.len() * 32
+                    + id.graph.edges.len() * 12
+                    + id.precision.offsets.len() * 8
+            }),
         }
     }
 

@@ -1,21 +1,35 @@
 //! A small bounded in-process map for values that never go stale (they are keyed by exact
 //! content): circuit IDs by canonical circuit bytes, parsed circuits by content key. The oldest
-//! insertion goes first when it is full; a lock-protected map is enough at these sizes.
+//! insertion goes first when it is full, by count or by bytes (each entry's size estimated by the
+//! owner's weigher), so a few huge circuits cannot hold the process's memory. A lock-protected map
+//! is enough at these sizes.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
 
 pub struct Recent<K, V> {
-    inner: Mutex<(HashMap<K, V>, VecDeque<K>)>,
+    /// The map, insertion order with each entry's weight, and the total weight.
+    inner: Mutex<(HashMap<K, V>, VecDeque<(K, usize)>, usize)>,
     capacity: usize,
+    max_bytes: usize,
+    weigh: fn(&K, &V) -> usize,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Recent<K, V> {
+    /// At most `capacity` entries, counted only.
     pub fn new(capacity: usize) -> Self {
+        Self::bounded(capacity, usize::MAX, |_, _| 0)
+    }
+
+    /// At most `capacity` entries and `max_bytes` by `weigh` (an entry heavier than the whole
+    /// budget is not kept).
+    pub fn bounded(capacity: usize, max_bytes: usize, weigh: fn(&K, &V) -> usize) -> Self {
         Recent {
-            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+            inner: Mutex::new((HashMap::new(), VecDeque::new(), 0)),
             capacity: capacity.max(1),
+            max_bytes,
+            weigh,
         }
     }
 
@@ -27,13 +41,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Recent<K, V> {
         let Ok(mut guard) = self.inner.lock() else {
             return;
         };
-        let (map, order) = &mut *guard;
+        let weight = (self.weigh)(&key, &value);
+        if weight > self.max_bytes {
+            return;
+        }
+        let (map, order, total) = &mut *guard;
         if map.insert(key.clone(), value).is_none() {
-            order.push_back(key);
-            while order.len() > self.capacity {
-                if let Some(old) = order.pop_front() {
-                    map.remove(&old);
-                }
+            order.push_back((key, weight));
+            *total += weight;
+            while order.len() > self.capacity || *total > self.max_bytes {
+                let Some((old, w)) = order.pop_front() else {
+                    break;
+                };
+                map.remove(&old);
+                *total -= w;
             }
         }
     }
@@ -52,5 +73,18 @@ mod tests {
         assert_eq!(r.get(&1), None);
         assert_eq!(r.get(&2), Some("b"));
         assert_eq!(r.get(&3), Some("c"));
+    }
+
+    #[test]
+    fn bytes_bound_it_too() {
+        let r: Recent<u32, Vec<u8>> = Recent::bounded(100, 1000, |_, v| v.len());
+        r.insert(1, vec![0; 600]);
+        r.insert(2, vec![0; 300]);
+        assert!(r.get(&1).is_some());
+        r.insert(3, vec![0; 200]);
+        assert_eq!(r.get(&1), None, "900 + 200 > 1000: the oldest goes");
+        assert!(r.get(&2).is_some() && r.get(&3).is_some());
+        r.insert(4, vec![0; 5000]);
+        assert_eq!(r.get(&4), None, "heavier than the whole budget: not kept");
     }
 }

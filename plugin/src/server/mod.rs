@@ -81,7 +81,9 @@ impl AppState {
             sim,
             batch_size: config.batch_size,
             max_gates: config.max_gates,
-            circuits: crate::cache::recent::Recent::new(1024),
+            // Parsed circuits, by count and by an estimate of their size (an instruction with its
+            // qubit list is about 64 bytes).
+            circuits: crate::cache::recent::Recent::bounded(1024, 256 << 20, |_, c| c.len() * 64),
         });
         let jobs = jobs::Jobs::new(store, ops, config.jobs.clone(), self.metrics.clone());
         jobs.spawn_lease_renewal();

@@ -59,7 +59,11 @@ impl From<SimError> for OpError {
 
 impl From<StoreError> for OpError {
     fn from(e: StoreError) -> Self {
-        OpError::Store(e)
+        match e {
+            // Not transient: retrying cannot make room; the message says what would.
+            e @ StoreError::Full { .. } => OpError::Input(e.to_string()),
+            e => OpError::Store(e),
+        }
     }
 }
 
@@ -68,6 +72,9 @@ fn input(message: impl Into<String>) -> OpError {
 }
 
 pub const OPS: &str = "cut, simulate, reconstruct, run";
+
+/// Most bytes of variant circuits one `cut` may write to the store.
+pub const MAX_CUT_BYTES: usize = 64 << 20;
 
 /// An op that panics, for the tests of panic isolation; enabled only by QUARGO_ENABLE_TEST_OPS.
 const TEST_PANIC_OP: &str = "__panic";
@@ -267,8 +274,10 @@ impl Ops {
             self.check_gates(&circuit, "'qasm'")?;
             let key = circuit_key(&circuit);
             // Written once per process: repeated calls with the same inline circuit skip the write.
+            // The text the user sent is stored, not its expansion (gate definitions can make a
+            // few hundred bytes into millions of gates); it parses to the same circuit.
             if self.circuits.get(&key).is_none() {
-                self.write(&key, circuit.to_qasm().as_bytes())?;
+                self.write(&key, qasm.as_bytes())?;
                 self.circuits.insert(key.clone(), Arc::new(circuit.clone()));
             }
             return Ok((circuit, key));
@@ -400,6 +409,13 @@ impl Ops {
             let key = format!("c/{id}");
             entries.push((key.clone(), c.to_qasm().into_bytes()));
             variant_keys.push(key);
+        }
+        let written: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if written > MAX_CUT_BYTES {
+            return Err(input(format!(
+                "the plan's {} variant circuits take {written} bytes, more than the {MAX_CUT_BYTES} one cut may store; allow wider fragments (maxQubits) or send a smaller circuit",
+                variant_keys.len()
+            )));
         }
         let mut batches = Vec::new();
         for chunk in variant_keys.chunks(batch_size) {

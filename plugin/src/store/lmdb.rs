@@ -4,12 +4,15 @@
 //! Layout, four databases in one environment:
 //! - `values.v2`: key -> value bytes
 //! - `seqs.v2`: key -> its use sequence (u64 BE)
-//! - `order.v2`: use sequence (u64 BE) -> key, oldest first: the eviction queue
+//! - `order.v2`: use sequence (u64 BE) -> key, oldest first: the eviction queue of cache entries
+//! - `data_order.v2`: the same for data entries (circuits, batches, plans, outputs, job records)
 //! - `leases`: key -> expiry ms (u64 LE) ++ pid (u32 LE) ++ owner
 //! - `meta`: `seq`, `bytes` and `counter:NAME` -> u64 LE
 //!
-//! Size bound: the map size is the bound. Only recomputable entries (cache results and memos,
-//! [`super::EVICTABLE_PREFIXES`]) are ever evicted; data (circuits, plans, jobs) stays until cleared.
+//! Size bound: the map size is the bound. Recomputable entries (cache results and memos,
+//! [`super::EVICTABLE_PREFIXES`]) are evicted first; data (circuits, plans, jobs) is reclaimed,
+//! least recently used first, only when evicting every cache entry would not make room, so a full
+//! store never stays full (a reclaimed plan is made again by re-running its workflow's `cut`).
 //! Puts evict the least recently used evictable entries once the values
 //! take more than half of it (LMDB needs head room for its B-tree, overflow pages and the pages
 //! freed by readers still open). Values read since the last write move to the back of the queue at
@@ -39,6 +42,7 @@ struct Shared {
     values: Db,
     seqs: Db,
     order: Db,
+    data_order: Db,
     leases: Db,
     meta: Db,
     map_size: u64,
@@ -123,14 +127,21 @@ pub fn verify_here(dir: &Path) -> Result<(), String> {
         options.open(dir)
     }
     .map_err(|e| e.to_string())?;
-    let names = ["values.v2", "seqs.v2", "order.v2", "leases", "meta.v2"];
+    let names = [
+        "values.v2",
+        "seqs.v2",
+        "order.v2",
+        "data_order.v2",
+        "leases",
+        "meta.v2",
+    ];
     let opened = env
         .open_databases_and_commit(
             env.read_txn().map_err(|e| e.to_string())?,
             |opener, rtxn| -> Result<_, heed::Error> {
                 let dbs = names.map(|name| opener.open_database::<Bytes, Bytes>(rtxn, Some(name)));
-                let [a, b, c, d, e] = dbs;
-                Ok(CommitOrAbort::<_, ()>::Commit([a?, b?, c?, d?, e?]))
+                let [a, b, c, d, e, f] = dbs;
+                Ok(CommitOrAbort::<_, ()>::Commit([a?, b?, c?, d?, e?, f?]))
             },
         )
         .map_err(|e| e.to_string())?;
@@ -306,15 +317,26 @@ impl LmdbStore {
         let wtxn = env.write_txn().map_err(lmdb_err)?;
         let created = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
-                let [values, seqs, order, leases, meta] =
-                    ["values.v2", "seqs.v2", "order.v2", "leases", "meta.v2"]
-                        .map(|name| opener.create_database::<Bytes, Bytes>(wtxn, Some(name)));
+                let [values, seqs, order, data_order, leases, meta] = [
+                    "values.v2",
+                    "seqs.v2",
+                    "order.v2",
+                    "data_order.v2",
+                    "leases",
+                    "meta.v2",
+                ]
+                .map(|name| opener.create_database::<Bytes, Bytes>(wtxn, Some(name)));
                 Ok(CommitOrAbort::<_, ()>::Commit([
-                    values?, seqs?, order?, leases?, meta?,
+                    values?,
+                    seqs?,
+                    order?,
+                    data_order?,
+                    leases?,
+                    meta?,
                 ]))
             })
             .map_err(lmdb_err)?;
-        let CommitOrAbort::Commit([values, seqs, order, leases, meta]) = created else {
+        let CommitOrAbort::Commit([values, seqs, order, data_order, leases, meta]) = created else {
             return Err(StoreError::Lmdb {
                 path: dir.to_path_buf(),
                 message: "creating the databases was aborted".into(),
@@ -327,6 +349,7 @@ impl LmdbStore {
             values,
             seqs,
             order,
+            data_order,
             leases,
             meta,
             map_size,
@@ -429,22 +452,27 @@ impl LmdbStore {
         for key in touched {
             if let Some(old_seq) = self.shared.seqs.get(txn, &key)? {
                 let old_seq = old_seq.to_vec();
-                self.shared.order.delete(txn, &old_seq)?;
+                self.queue_of(&key).delete(txn, &old_seq)?;
                 self.enqueue(txn, &key)?;
             }
         }
         Ok(())
     }
 
-    /// Gives `key` the next use sequence (the back of the eviction queue).
-    /// Data keys (outside [`super::EVICTABLE_PREFIXES`]) never enter the queue: never evicted.
-    fn enqueue(&self, txn: &mut RwTxn<'static>, key: &[u8]) -> Result<(), heed::Error> {
-        if !super::evictable(key) {
-            return Ok(());
+    /// The eviction queue a key belongs to: cache entries', or data's (reclaimed last).
+    fn queue_of(&self, key: &[u8]) -> &Db {
+        if super::evictable(key) {
+            &self.shared.order
+        } else {
+            &self.shared.data_order
         }
+    }
+
+    /// Gives `key` the next use sequence (the back of its eviction queue).
+    fn enqueue(&self, txn: &mut RwTxn<'static>, key: &[u8]) -> Result<(), heed::Error> {
         let seq = self.next_seq(txn)?.to_be_bytes();
         self.shared.seqs.put(txn, key, &seq)?;
-        self.shared.order.put(txn, &seq, key)
+        self.queue_of(key).put(txn, &seq, key)
     }
 
     /// Removes `key`'s value and bookkeeping; true when there was one.
@@ -454,7 +482,7 @@ impl LmdbStore {
         };
         if let Some(seq) = self.shared.seqs.get(txn, key)? {
             let seq = seq.to_vec();
-            self.shared.order.delete(txn, &seq)?;
+            self.queue_of(key).delete(txn, &seq)?;
         }
         self.shared.seqs.delete(txn, key)?;
         self.shared.values.delete(txn, key)?;
@@ -462,18 +490,21 @@ impl LmdbStore {
         Ok(true)
     }
 
-    /// Removes the least recently used entries until at least `target` bytes are freed.
+    /// Removes the least recently used entries until at least `target` bytes are freed: cache
+    /// entries first, then data.
     fn evict(&self, txn: &mut RwTxn<'static>, target: u64) -> Result<(), heed::Error> {
         let mut freed = 0u64;
         let mut victims = Vec::new();
-        for item in self.shared.order.iter(txn)? {
-            if freed >= target {
-                break;
+        for queue in [&self.shared.order, &self.shared.data_order] {
+            for item in queue.iter(txn)? {
+                if freed >= target {
+                    break;
+                }
+                let (_, key) = item?;
+                let len = self.shared.values.get(txn, key)?.map_or(0, <[u8]>::len);
+                freed += charge(key, len);
+                victims.push(key.to_vec());
             }
-            let (_, key) = item?;
-            let len = self.shared.values.get(txn, key)?.map_or(0, <[u8]>::len);
-            freed += charge(key, len);
-            victims.push(key.to_vec());
         }
         for key in &victims {
             self.remove_entry(txn, key)?;
@@ -818,7 +849,7 @@ mod tests {
     }
 
     #[test]
-    fn data_keys_are_never_evicted() {
+    fn cache_entries_go_before_data() {
         let (store, dir) = temp_store(1 << 20);
         let value = vec![3u8; 20_000];
         store.put("p/plan", &value).expect("put");
@@ -827,6 +858,24 @@ mod tests {
         }
         assert!(store.get("p/plan").expect("get").is_some());
         assert_eq!(store.get("r/0").expect("get"), None);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_store_full_of_data_reclaims_the_oldest_and_keeps_accepting_writes() {
+        // The amplification attack: data only (never-cached circuits and plans), far more than
+        // the store holds. Every write succeeds; the newest data is there, the oldest reclaimed.
+        let (store, dir) = temp_store(1 << 20);
+        let value = vec![5u8; 30_000];
+        for i in 0..200 {
+            store
+                .put(&format!("c/{i}"), &value)
+                .expect("every write succeeds");
+        }
+        let stats = store.stats("").expect("stats");
+        assert!(stats.bytes <= (1 << 20) / 2, "bytes {}", stats.bytes);
+        assert!(store.get("c/199").expect("get").is_some());
+        assert_eq!(store.get("c/0").expect("get"), None);
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -22,6 +22,9 @@ pub struct RedisOptions {
     /// Deadline for one operation (including reconnecting).
     pub op_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Lifetime of data entries (circuits, batches, plans, outputs, job records), renewed by
+    /// every write: data a workflow no longer touches is reclaimed by Redis itself.
+    pub data_ttl: Duration,
 }
 
 impl Default for RedisOptions {
@@ -29,7 +32,18 @@ impl Default for RedisOptions {
         RedisOptions {
             op_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_millis(500),
+            data_ttl: DEFAULT_DATA_TTL,
         }
+    }
+}
+
+/// Default [`RedisOptions::data_ttl`]: a week.
+pub const DEFAULT_DATA_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `SET key value`, with an expiry for data entries (cache entries live until evicted).
+fn set_command(cmd: &mut redis::Cmd, key: &str, ttl: Duration) {
+    if !super::evictable(key.strip_prefix(VALUE).unwrap_or(key).as_bytes()) {
+        cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
     }
 }
 
@@ -240,14 +254,10 @@ impl Store for RedisStore {
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let key = format!("{VALUE}{key}");
-        let value = value.to_vec();
-        self.call(move |mut con| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .query_async::<()>(&mut con)
-                .await
-        })
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key).arg(value);
+        set_command(&mut cmd, &key, self.options.data_ttl);
+        self.call(move |mut con| async move { cmd.query_async::<()>(&mut con).await })
     }
 
     fn put_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
@@ -259,10 +269,14 @@ impl Store for RedisStore {
             .iter()
             .map(|(k, v)| (format!("{VALUE}{k}"), v.clone()))
             .collect();
+        let ttl = self.options.data_ttl;
         self.call(move |mut con| async move {
             let mut pipe = redis::pipe();
             for (key, value) in &entries {
-                pipe.cmd("SET").arg(key).arg(value).ignore();
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(key).arg(value);
+                set_command(&mut cmd, key, ttl);
+                pipe.add_command(cmd).ignore();
             }
             pipe.query_async::<()>(&mut con).await
         })
