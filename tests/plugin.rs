@@ -19,10 +19,16 @@ struct Plugin {
     child: Option<Child>,
     cache: String,
     token_file: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Plugin {
     fn start(cache: &str) -> Plugin {
+        Plugin::start_with(cache, &[])
+    }
+
+    /// With more `quargo serve` arguments.
+    fn start_with(cache: &str, extra: &[&str]) -> Plugin {
         let dir = std::env::temp_dir().join(format!("quargo-plugin-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let token_file = dir.join(format!("token-{}", free_port()));
@@ -33,6 +39,7 @@ impl Plugin {
             child: None,
             cache: cache.to_string(),
             token_file,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         plugin.spawn();
         plugin
@@ -51,6 +58,7 @@ impl Plugin {
                 "--job-lease",
                 "2s",
             ])
+            .args(&self.extra)
             .env("QUARGO_ENABLE_TEST_OPS", "1")
             .current_dir(root())
             .stdout(Stdio::null())
@@ -60,8 +68,10 @@ impl Plugin {
         self.child = Some(child);
         wait_for_port(self.port);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.get("/healthz").0 != 200 {
-            assert!(Instant::now() < deadline, "never healthy");
+        // Ready once the store is open (a dead store is reported, not waited for).
+        while matches!(self.get("/readyz"), (0, _)) || self.get("/readyz").1.starts_with("starting")
+        {
+            assert!(Instant::now() < deadline, "never ready");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -661,6 +671,8 @@ fn a_dead_store_is_503_and_metrics_and_sigterm_work() {
     );
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("store"), "{text}");
+    assert_eq!(plugin.get("/healthz").0, 200, "alive");
+    assert_eq!(plugin.get("/readyz").0, 503, "not ready");
     let metrics = plugin.metrics();
     for needle in [
         "quargo_calls_total{op=\"simulate\",phase=\"Unavailable\"} 1",
@@ -730,4 +742,355 @@ fn the_reply_schema_matches_argos_swagger() {
             "{def}"
         );
     }
+}
+
+fn message(reply: &Value) -> String {
+    reply["node"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn failed_with(reply: &Value, needle: &str) {
+    assert_eq!(reply["node"]["phase"], "Failed", "{reply}");
+    assert!(message(reply).contains(needle), "'{needle}' not in {reply}");
+}
+
+#[test]
+fn the_probes_hostile_requests_get_answers_and_the_server_survives() {
+    let redis = RedisServer::start();
+    let plugin = Plugin::start(&redis.url());
+    let head = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\n";
+    // 1. A cut too expensive to reconstruct (16 and 24 cuts).
+    for (node, max_qubits, probabilities) in
+        [("a", "3", "true"), ("b", "2", "false"), ("c", "3", "false")]
+    {
+        let reply = plugin.call_until_done(&request(
+            "hostile",
+            &format!("wf.cut-{node}"),
+            json!({"op": "run", "qasm": qasm("examples/qaoa_ring8.qasm"), "maxQubits": max_qubits,
+                   "probabilities": probabilities, "observables": ["ZZIIIIII"]}),
+        ));
+        failed_with(&reply, "Pauli-label assignments");
+    }
+    // 2. Long flat expressions, as a call parameter and inside a gate body.
+    let long = vec!["1"; 40_000].join("+");
+    for (node, body) in [
+        ("sum", format!("{head}rx({long}) q[0];")),
+        (
+            "product",
+            format!("{head}rx({}) q[0];", vec!["1"; 40_000].join("*")),
+        ),
+        (
+            "body",
+            format!("{head}gate g(t) a {{ rx({long}) a; }}\ng(1) q[0];"),
+        ),
+    ] {
+        let reply = plugin.call_until_done(&request(
+            "hostile",
+            &format!("wf.expr-{node}"),
+            json!({"op": "simulate", "qasm": body}),
+        ));
+        failed_with(&reply, "operations");
+    }
+    // 6. 524 bytes that expand to 131,072 gates: answered within Argo's 30 s, every call.
+    let mut nested = format!("{head}gate g0 a {{ h a; }}\n");
+    for k in 1..=17 {
+        nested += &format!("gate g{k} a {{ g{} a; g{} a; }}\n", k - 1, k - 1);
+    }
+    nested += "g17 q[0];\n";
+    let body = request(
+        "hostile",
+        "wf.nested",
+        json!({"op": "simulate", "qasm": nested, "observables": ["IZ"]}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let started = Instant::now();
+        let reply = plugin.call(&body);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a call took {:?}",
+            started.elapsed()
+        );
+        if reply["node"]["phase"] != "Running" {
+            break reply;
+        }
+        assert!(Instant::now() < deadline, "never finished");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["node"]["phase"], "Succeeded", "{done}");
+    // 131,072 Hadamards are the identity: <IZ> = 1.
+    let iz = result_json(&done)["expectation"]["IZ"]
+        .as_f64()
+        .expect("<IZ>");
+    assert!((iz - 1.0).abs() < 1e-9, "{iz}");
+    // 9. Nonsense inputs.
+    for (node, extra, needle) in [
+        ("shots0", json!({"shots": "0"}), "shots"),
+        (
+            "shotsmax",
+            json!({"shots": "18446744073709551615"}),
+            "shots",
+        ),
+        ("maxcuts", json!({"maxCuts": [1, 2]}), "maxCuts"),
+        (
+            "typo",
+            json!({"maxqubits": "4"}),
+            "unknown input 'maxqubits'",
+        ),
+        ("project", json!({"project": {"x": 1}}), "project"),
+    ] {
+        let mut quargo =
+            json!({"op": "run", "qasm": qasm("examples/two_blocks.qasm"), "maxQubits": "4"});
+        for (k, v) in extra.as_object().unwrap() {
+            quargo[k] = v.clone();
+        }
+        let reply = plugin.call_until_done(&request("hostile", &format!("wf.{node}"), quargo));
+        failed_with(&reply, needle);
+    }
+    // 10. A deadline past the end of time.
+    for (node, deadline) in [("d1", json!(u64::MAX)), ("d2", json!(u64::MAX.to_string()))] {
+        let mut body = request(
+            "hostile",
+            &format!("wf.{node}"),
+            json!({"op": "simulate", "qasm": random_circuit(18, 200, 3)}),
+        );
+        body["template"]["activeDeadlineSeconds"] = deadline;
+        let reply = plugin.call_until_done(&body);
+        assert_eq!(reply["node"]["phase"], "Succeeded", "{reply}");
+    }
+    // 14. A plugin object with no key or with ours beside another is not addressed to us.
+    for plugin_object in [
+        json!({}),
+        json!({"quargo": {"op": "simulate"}, "other": {}}),
+    ] {
+        let mut body = request("hostile", "wf.shape", json!({}));
+        body["template"]["plugin"] = plugin_object;
+        assert_eq!(plugin.call(&body), json!({}));
+    }
+    assert_eq!(plugin.get("/healthz").0, 200);
+    assert_eq!(plugin.get("/readyz").0, 200);
+}
+
+#[test]
+fn stored_data_is_the_text_sent_and_no_key_is_returned_that_does_not_exist() {
+    let redis = RedisServer::start();
+    let plugin = Plugin::start(&redis.url());
+    // 7. 610 bytes of gate definitions: the store keeps them as sent.
+    let mut source = String::from(
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[4];\ngate g0 a, b { cx a, b; h a; }\n",
+    );
+    for k in 1..=14 {
+        source += &format!("gate g{k} a, b {{ g{} a, b; g{} b, a; }}\n", k - 1, k - 1);
+    }
+    source += "g14 q[0], q[1];\ng14 q[2], q[3];\ncx q[1], q[2];\n";
+    let reply = plugin.call_until_done(&request(
+        "amplify",
+        "wf.cut",
+        json!({"op": "cut", "qasm": source, "maxQubits": "2"}),
+    ));
+    let plan: Value =
+        serde_json::from_slice(&read_stored(&redis.url(), &outputs_param(&reply, "plan")))
+            .expect("plan");
+    let circuit_key = plan["circuit"].as_str().expect("circuit key");
+    assert_eq!(read_stored(&redis.url(), circuit_key), source.as_bytes());
+    // 8. Over 24 qubits probabilities are not stored, so no key names them.
+    let mut wide = String::from("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[25];\nh q[0];\n");
+    for k in 1..25 {
+        wide += &format!("cx q[{}],q[{k}];\n", k - 1);
+    }
+    let z = format!("{}ZZ", "I".repeat(23));
+    let reply = plugin.call_until_done(&request(
+        "wide",
+        "wf.wide",
+        json!({"op": "simulate", "qasm": wide, "observables": [z]}),
+    ));
+    assert_eq!(reply["node"]["phase"], "Succeeded", "{reply}");
+    assert_eq!(outputs_param(&reply, "probabilities"), "");
+    assert!(result_json(&reply)["probabilities"].is_null());
+    let zz = result_json(&reply)["expectation"][z.as_str()]
+        .as_f64()
+        .expect("<ZZ>");
+    assert!((zz - 1.0).abs() < 1e-9, "{zz}");
+    // At 12 qubits the key is returned, and it is in the store.
+    let reply = plugin.call_until_done(&request(
+        "narrow",
+        "wf.narrow",
+        json!({"op": "simulate", "qasm": qasm("examples/ghz.qasm")}),
+    ));
+    let key = outputs_param(&reply, "probabilities");
+    let store = quargo::store::open(&redis.url()).expect("store");
+    assert!(
+        store.get(&key).expect("get").is_some(),
+        "{key} is in the store"
+    );
+}
+
+#[test]
+fn jobs_are_admitted_against_the_memory_budget() {
+    let redis = RedisServer::start();
+    let plugin = Plugin::start_with(&redis.url(), &["--max-memory", "300M"]);
+    // A 25-qubit state is 512 MiB.
+    let mut wide = String::from("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[25];\nh q[0];\n");
+    wide += "cx q[0],q[24];\n";
+    let reply = plugin.call_until_done(&request(
+        "memory",
+        "wf.big",
+        json!({"op": "simulate", "qasm": wide, "observables": ["Z".repeat(25)]}),
+    ));
+    failed_with(&reply, "memory");
+    // A 24-qubit simulate needs a 256 MiB state and 256 MiB of probability buffers: over 300M.
+    let reply = plugin.call_until_done(&request(
+        "memory",
+        "wf.probs",
+        json!({"op": "simulate", "qasm": random_circuit(24, 20, 1)}),
+    ));
+    failed_with(&reply, "memory");
+    // 22 qubits (64 + 64 MiB) fits.
+    let reply = plugin.call_until_done(&request(
+        "memory",
+        "wf.fits",
+        json!({"op": "simulate", "qasm": random_circuit(22, 20, 1)}),
+    ));
+    assert_eq!(reply["node"]["phase"], "Succeeded", "{reply}");
+}
+
+#[test]
+fn a_job_past_its_deadline_stops_computing_and_sigterm_is_prompt() {
+    let redis = RedisServer::start();
+    let mut plugin = Plugin::start(&redis.url());
+    let mut body = request(
+        "cancel",
+        "wf.slow",
+        json!({"op": "simulate", "qasm": random_circuit(24, 3000, 9)}),
+    );
+    body["template"]["timeout"] = json!("1s");
+    let reply = plugin.call_until_done(&body);
+    failed_with(&reply, "timeout");
+    // The job stops at its next step, not after its whole computation.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&plugin.metrics(), "quargo_jobs_running") > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled job is still running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGTERM during a long job: the server stops at once and leaves the job to another server.
+    let body = request(
+        "cancel",
+        "wf.term",
+        json!({"op": "simulate", "qasm": random_circuit(24, 3000, 10)}),
+    );
+    assert_eq!(plugin.call(&body)["node"]["phase"], "Running");
+    let child = plugin.child.take().expect("running");
+    // SAFETY: sending SIGTERM to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(
+        wait_exit(child, Duration::from_secs(10)),
+        Some(0),
+        "a prompt, clean exit"
+    );
+    // The job was not given a verdict: a new server takes it over.
+    plugin.spawn();
+    let reply = plugin.call(&body);
+    assert_ne!(reply["node"]["phase"], "Failed", "{reply}");
+}
+
+#[test]
+fn a_store_failure_is_not_a_jobs_final_answer() {
+    let mut redis = RedisServer::start();
+    let plugin = Plugin::start(&redis.url());
+    let source = random_circuit(22, 200, 4);
+    let body = request(
+        "store-down",
+        "wf.s",
+        json!({"op": "simulate", "qasm": source, "observables": ["Z".repeat(22)]}),
+    );
+    assert_eq!(plugin.call(&body)["node"]["phase"], "Running");
+    redis.kill();
+    // While the store is down, calls get 503 (Argo retries) or Running; never a terminal answer.
+    for _ in 0..10 {
+        let (status, text) = plugin.post_raw(
+            Some(&format!("Bearer {TOKEN}")),
+            body.to_string().as_bytes(),
+        );
+        assert!(
+            status == 503 || text.contains("Running"),
+            "{status}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(plugin.get("/readyz").0, 503, "not ready without its store");
+    assert_eq!(plugin.get("/healthz").0, 200, "but alive");
+    redis.spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (status, text) = plugin.post_raw(
+            Some(&format!("Bearer {TOKEN}")),
+            body.to_string().as_bytes(),
+        );
+        if status == 200 {
+            let reply: Value = serde_json::from_str(&text).expect("JSON");
+            if reply["node"]["phase"] != "Running" {
+                break reply;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never finished after the store came back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["node"]["phase"], "Succeeded", "{done}");
+}
+
+#[test]
+fn keyed_values_cannot_be_forged_by_whoever_writes_to_redis() {
+    use quargo::cache::{codec, id};
+    let redis = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("quargo-plugin-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let secret = dir.join("mac-secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").expect("secret");
+    let source = qasm("examples/bell.qasm");
+    // The entry an attacker writes: the right key, proof and envelope checksum, a wrong answer.
+    let circuit = quargo::qasm::parse(&source).expect("bell");
+    let circuit_id = id::circuit_id(&circuit).expect("id");
+    let text = format!("{}|{}|expectation;2:ZZ", id::RECIPE, circuit_id.digest);
+    let store_key = format!("r/{}", blake3::hash(text.as_bytes()).to_hex());
+    let proof = id::encode_proof(&circuit_id.graph.to_bytes(), &circuit_id.precision);
+    let forged = codec::seal(&text, &proof, &(-0.886f64).to_le_bytes());
+    let store = quargo::store::open(&redis.url()).expect("store");
+    let ask = |plugin: &Plugin, node: &str| {
+        let reply = plugin.call_until_done(&request(
+            "forgery",
+            node,
+            json!({"op": "simulate", "qasm": source, "observables": ["ZZ"]}),
+        ));
+        result_json(&reply)["expectation"]["ZZ"]
+            .as_f64()
+            .expect("a value")
+    };
+    {
+        // Unkeyed, the forgery works: this is what the MAC is for.
+        let plugin = Plugin::start(&redis.url());
+        store.put(&store_key, &forged).expect("forge");
+        assert_eq!(
+            ask(&plugin, "wf.unkeyed"),
+            -0.886,
+            "the forged value is served"
+        );
+    }
+    store.put(&store_key, &forged).expect("forge");
+    let keyed = Plugin::start_with(
+        &redis.url(),
+        &["--cache-key-file", secret.to_str().expect("utf-8")],
+    );
+    assert!(
+        (ask(&keyed, "wf.keyed") - 1.0).abs() < 1e-12,
+        "recomputed, not forged"
+    );
+    assert!((ask(&keyed, "wf.keyed-again") - 1.0).abs() < 1e-12);
 }
