@@ -20,6 +20,7 @@ fn store(url: &str) -> Arc<dyn Store> {
             RedisOptions {
                 op_timeout: Duration::from_millis(500),
                 connect_timeout: Duration::from_millis(200),
+                ..Default::default()
             },
         )
         .expect("open"),
@@ -174,12 +175,20 @@ fn a_run_survives_redis_being_killed_and_restarted() {
         cache.local_count(Event::StoreError) > 0,
         "the outage was not noticed"
     );
-    // After the restart the cache works again: the last results were stored and now hit.
+    // After the restart the cache works again (once the client's back-off lets it ask): results
+    // are written and hit.
     let last = circuits.last().expect("circuits");
-    let (_, source) = cache
-        .get_or_compute(last, &ResultKind::Probabilities, || probs(last))
-        .expect("last");
-    assert_eq!(source, Source::Hit);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, source) = cache
+            .get_or_compute(last, &ResultKind::Probabilities, || probs(last))
+            .expect("last");
+        if source == Source::Hit {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache never worked again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -210,4 +219,53 @@ fn a_waiter_computes_when_the_lease_holder_dies() {
         waited < Duration::from_secs(5),
         "and not much longer: {waited:?}"
     );
+}
+
+#[test]
+fn a_dead_redis_is_not_asked_again_for_a_while() {
+    let dead = format!("redis://127.0.0.1:{}/0", support::redis_server::free_port());
+    let store = store(&dead);
+    assert!(store.get("k").is_err());
+    // Without the back-off each call would wait for its connection to fail (up to 500 ms here):
+    // 200 calls would take many seconds. With it they fail at once, naming the back-off.
+    let started = Instant::now();
+    let mut backed_off = 0;
+    for _ in 0..200 {
+        match store.get("k") {
+            Err(e) if e.to_string().contains("not asked again") => backed_off += 1,
+            Err(_) => {}
+            Ok(_) => panic!("a dead Redis answered"),
+        }
+    }
+    assert!(backed_off >= 150, "only {backed_off} calls were spared");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_warm_batch_on_redis_makes_no_store_errors() {
+    let server = RedisServer::start();
+    let cache = Cache::new(store(&server.url()), CacheOptions::default());
+    let circuits: Vec<Circuit> = (0..8)
+        .map(|i| {
+            circuit(
+                &format!("h q[0]; rx({}) q[1]; cx q[0],q[1];", 0.1 * f64::from(i)),
+                2,
+            )
+        })
+        .collect();
+    let refs: Vec<&Circuit> = circuits.iter().collect();
+    for pass in ["cold", "warm"] {
+        let results = cache
+            .get_or_compute_many(&refs, &ResultKind::Probabilities, |i| probs(refs[i]))
+            .expect("answers");
+        if pass == "warm" {
+            assert!(results.iter().all(|(_, s)| *s == Source::Hit));
+        }
+    }
+    // A warm pass has no misses to lease or write: it must not send empty commands.
+    assert_eq!(cache.local_count(Event::StoreError), 0);
 }

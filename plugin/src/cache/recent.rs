@@ -8,9 +8,15 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
 
+/// The map, insertion order with each entry's weight, and the total weight.
+struct Entries<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<(K, usize)>,
+    total: usize,
+}
+
 pub struct Recent<K, V> {
-    /// The map, insertion order with each entry's weight, and the total weight.
-    inner: Mutex<(HashMap<K, V>, VecDeque<(K, usize)>, usize)>,
+    inner: Mutex<Entries<K, V>>,
     capacity: usize,
     max_bytes: usize,
     weigh: fn(&K, &V) -> usize,
@@ -26,7 +32,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Recent<K, V> {
     /// budget is not kept).
     pub fn bounded(capacity: usize, max_bytes: usize, weigh: fn(&K, &V) -> usize) -> Self {
         Recent {
-            inner: Mutex::new((HashMap::new(), VecDeque::new(), 0)),
+            inner: Mutex::new(Entries {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+                total: 0,
+            }),
             capacity: capacity.max(1),
             max_bytes,
             weigh,
@@ -34,7 +44,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Recent<K, V> {
     }
 
     pub fn get(&self, key: &K) -> Option<V> {
-        self.inner.lock().ok()?.0.get(key).cloned()
+        self.inner.lock().ok()?.map.get(key).cloned()
     }
 
     pub fn insert(&self, key: K, value: V) {
@@ -45,16 +55,16 @@ impl<K: Hash + Eq + Clone, V: Clone> Recent<K, V> {
         if weight > self.max_bytes {
             return;
         }
-        let (map, order, total) = &mut *guard;
-        if map.insert(key.clone(), value).is_none() {
-            order.push_back((key, weight));
-            *total += weight;
-            while order.len() > self.capacity || *total > self.max_bytes {
-                let Some((old, w)) = order.pop_front() else {
+        let entries = &mut *guard;
+        if entries.map.insert(key.clone(), value).is_none() {
+            entries.order.push_back((key, weight));
+            entries.total += weight;
+            while entries.order.len() > self.capacity || entries.total > self.max_bytes {
+                let Some((old, w)) = entries.order.pop_front() else {
                     break;
                 };
-                map.remove(&old);
-                *total -= w;
+                entries.map.remove(&old);
+                entries.total -= w;
             }
         }
     }

@@ -269,6 +269,7 @@ fn a_dead_store_degrades_to_computing() {
             RedisOptions {
                 op_timeout: Duration::from_millis(200),
                 connect_timeout: Duration::from_millis(100),
+                ..Default::default()
             },
         )
         .expect("lazy open"),

@@ -62,7 +62,7 @@ pub struct RedisStore {
 
 /// First and longest pause after connection failures.
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 const VALUE: &str = "quargo:v:";
 const LEASE: &str = "quargo:l:";
@@ -490,6 +490,7 @@ mod tests {
             RedisOptions {
                 op_timeout: Duration::from_millis(300),
                 connect_timeout: Duration::from_millis(100),
+                ..Default::default()
             },
         )
         .expect("open is lazy");
