@@ -285,16 +285,7 @@ fn check_reconstruction_cost(plan: &CutPlan, options: &RunOptions) -> Result<(),
             limit: MAX_RECONSTRUCTION_CUTS,
         });
     }
-    let entries = plan
-        .fragments
-        .iter()
-        .map(|f| {
-            let labels = f.prepared_cuts().len() + f.measured_cuts().len();
-            let outputs = f.output_qubits().len();
-            // 4^labels 2^outputs = 2^(2 labels + outputs), capped so the shift cannot overflow.
-            1u128 << (2 * labels + outputs).min(120)
-        })
-        .fold(0u128, u128::saturating_add);
+    let entries = tensor_entries(plan);
     if entries > MAX_TENSOR_ENTRIES {
         return Err(RunError::TensorsTooLarge {
             entries,
@@ -302,6 +293,19 @@ fn check_reconstruction_cost(plan: &CutPlan, options: &RunOptions) -> Result<(),
         });
     }
     Ok(())
+}
+
+/// Entries of all fragment tensors of a plan (`4^(prepared + measured) 2^outputs` each).
+fn tensor_entries(plan: &CutPlan) -> u128 {
+    plan.fragments
+        .iter()
+        .map(|f| {
+            let labels = f.prepared_cuts().len() + f.measured_cuts().len();
+            let outputs = f.output_qubits().len();
+            // 2^(2 labels + outputs), capped so the shift cannot overflow.
+            1u128 << (2 * labels + outputs).min(120)
+        })
+        .fold(0u128, u128::saturating_add)
 }
 
 fn check_observables(circuit: &Circuit, options: &RunOptions) -> Result<(), RunError> {
@@ -501,6 +505,20 @@ pub fn reconstruct(
         cut: *cut_seconds,
         ..Default::default()
     };
+    // The copies of the variants' distributions and the fragment tensors built from them.
+    let result_bytes: u128 = work
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|v| 8u128 << v.circuit.num_qubits().min(100))
+        .fold(0, u128::saturating_add);
+    let tensor_bytes = 16u128
+        .saturating_mul(tensor_entries(plan))
+        .saturating_mul(settings.len() as u128);
+    let _reconstruction_memory = sim.reserve(
+        result_bytes.saturating_add(tensor_bytes),
+        "the fragment results and tensors of the reconstruction",
+    )?;
     let sample_started = Instant::now();
     // Fragment results per setting: exact, or sampled with the chosen allocation.
     let mut shots_total = 0u64;

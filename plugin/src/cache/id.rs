@@ -45,10 +45,12 @@ use thiserror::Error;
 pub const PHASE_GRID_BITS: u32 = 32;
 /// Everything that changes IDs; part of every cache key.
 pub const RECIPE: &str =
-    "quargo-id-v2;quizx-0.4.0;vec_graph;full_simp;grid=2^-32;wl-stable;precision";
+    "quargo-id-v2;quizx-0.4.0;vec_graph;full_simp;grid=2^-32;wl-stable-max64;precision";
 /// Relative bound on the rounding of the few f64 operations that turn gate parameters into one
 /// primitive angle (sums of two, halving, constants): 8 units in the last place, conservatively.
 const ANGLE_RELATIVE_ERROR: f64 = 8.0 * f64::EPSILON / 2.0;
+/// Most Weisfeiler-Leman refinement rounds (see [`wl_colours`]).
+const MAX_WL_ROUNDS: usize = 64;
 /// Largest graph handed to VF2 when refinement leaves ties (labelled VF2 is fast on reduced ZX
 /// graphs of this size; see crates-notes section 2).
 const VF2_MAX_VERTICES: usize = 400;
@@ -689,7 +691,11 @@ fn wl_colours(g: &ReducedGraph) -> Vec<u64> {
     }
     let mut colours: Vec<u64> = g.vertices.iter().map(label_hash).collect();
     let mut classes = distinct(&colours);
-    for _ in 0..n.max(1) {
+    // A long path needs as many rounds as it is long to stabilise, which would make IDs quadratic
+    // in circuit depth. The rounds are capped: colours stay isomorphism-invariant (equal circuits
+    // keep equal IDs), and a tie they leave is settled by the proof (identical bytes or VF2), never
+    // by trusting the hash.
+    for _ in 0..n.clamp(1, MAX_WL_ROUNDS) {
         let next: Vec<u64> = (0..n)
             .map(|v| {
                 let mut around: Vec<u64> = adj[v]

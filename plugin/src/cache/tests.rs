@@ -632,3 +632,21 @@ mod shared_cache_property {
         }
     }
 }
+
+#[test]
+fn deep_circuits_get_ids_and_proven_hits() {
+    // A path thousands of spiders long: refinement is capped, the proof settles the hit.
+    let (cache, dir) = temp_cache(CacheOptions::default());
+    let kind = ResultKind::Probabilities;
+    let a = circuit(&"h q[0]; t q[0]; cx q[0],q[1]; ".repeat(3000), 2);
+    let b = circuit(&"h q[0]; rz(pi/4) q[0]; cx q[0],q[1]; ".repeat(3000), 2);
+    cache.get_or_compute(&a, &kind, || probs(&a)).expect("a");
+    let (pb, src) = cache.get_or_compute(&b, &kind, || probs(&b)).expect("b");
+    assert_eq!(src, Source::Hit);
+    assert!(max_difference(&pb, &exact(&b)) <= 1e-9);
+    let c = circuit(&"h q[0]; tdg q[0]; cx q[0],q[1]; ".repeat(3000), 2);
+    let (_, src) = cache.get_or_compute(&c, &kind, || probs(&c)).expect("c");
+    assert_eq!(src, Source::Computed, "a different circuit misses");
+    drop(cache);
+    std::fs::remove_dir_all(dir).ok();
+}
