@@ -253,6 +253,7 @@ pub fn prepare(
     let started = Instant::now();
     let mut find = FindOptions::new(options.max_qubits);
     find.max_cuts = options.max_cuts;
+    find.cancel = sim.cancel().clone();
     let plan = find_cuts(circuit, find)?;
     let cut_seconds = started.elapsed().as_secs_f64();
     prepare_plan(circuit, plan, options, sim, cut_seconds)

@@ -10,18 +10,21 @@
 //! Moves are evaluated in O(qubits of the gate), so 1,000 gates take well under a second.
 
 use super::plan::{wire_gates, CutPlan};
+use crate::cancel::{Cancel, Cancelled};
 use crate::circuit::Circuit;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
 /// What the search may do.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FindOptions {
     pub max_qubits: usize,
     /// Most cuts accepted; `None` for no bound.
     pub max_cuts: Option<usize>,
     pub seed: u64,
+    /// Checked between annealing steps: a cancelled search ends with [`FindError::Cancelled`].
+    pub cancel: Cancel,
 }
 
 impl FindOptions {
@@ -30,6 +33,7 @@ impl FindOptions {
             max_qubits,
             max_cuts: None,
             seed: 0x9e37_79b9,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -54,6 +58,8 @@ pub enum FindError {
         /// Smallest `max_qubits` for which a plan within `max_cuts` was found.
         smallest_max_qubits: Option<usize>,
     },
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
 }
 
 fn no_plan_message(
@@ -91,13 +97,28 @@ pub fn find_cuts(circuit: &Circuit, options: FindOptions) -> Result<CutPlan, Fin
             max_qubits: m,
         });
     }
-    let best = search(circuit, m, options.seed);
+    let cancel = &options.cancel;
+    let best = search(circuit, m, options.seed, cancel)?;
     let max_cuts = options.max_cuts.unwrap_or(usize::MAX);
     if best.cuts.len() <= max_cuts {
         return Ok(best);
     }
-    let smallest = (m + 1..=circuit.num_qubits())
-        .find(|&w| search(circuit, w, options.seed).cuts.len() <= max_cuts);
+    // Wider fragments need no more cuts: bisect for the smallest width that fits, in
+    // O(log qubits) searches rather than one per width.
+    let fits = |w: usize| -> Result<bool, Cancelled> {
+        Ok(search(circuit, w, options.seed, cancel)?.cuts.len() <= max_cuts)
+    };
+    let (mut low, mut high) = (m + 1, circuit.num_qubits());
+    let mut smallest = None;
+    while low <= high {
+        let mid = low + (high - low) / 2;
+        if fits(mid)? {
+            smallest = Some(mid);
+            high = mid - 1;
+        } else {
+            low = mid + 1;
+        }
+    }
     Err(FindError::NoPlan {
         max_qubits: m,
         max_cuts,
@@ -108,10 +129,10 @@ pub fn find_cuts(circuit: &Circuit, options: FindOptions) -> Result<CutPlan, Fin
 
 /// The best plan found for width `m` (always feasible: in the worst case every multi-qubit gate
 /// gets its own fragment, which is within `m` because no gate is wider).
-fn search(circuit: &Circuit, m: usize, seed: u64) -> CutPlan {
+fn search(circuit: &Circuit, m: usize, seed: u64, cancel: &Cancel) -> Result<CutPlan, Cancelled> {
     let uncut = CutPlan::from_cuts(circuit, &[]).expect("no cuts is always a valid plan");
     if uncut.max_width() <= m {
-        return uncut;
+        return Ok(uncut);
     }
     let problem = Problem::new(circuit);
     let active = problem.wires.iter().filter(|w| !w.is_empty()).count();
@@ -126,7 +147,7 @@ fn search(circuit: &Circuit, m: usize, seed: u64) -> CutPlan {
     while fragments <= most && extra_after_feasible > 0 {
         for restart in 0..2 {
             let initial = problem.initial_assignment(fragments, restart, &mut rng);
-            let assignment = problem.anneal(initial, fragments, m, &mut rng);
+            let assignment = problem.anneal(initial, fragments, m, &mut rng, cancel)?;
             // Groups that are not connected split into several fragments, so even an assignment
             // that overflows can give a plan that fits: judge the real plan.
             let plan = CutPlan::from_cuts(circuit, &problem.cuts_of(&assignment))
@@ -147,14 +168,14 @@ fn search(circuit: &Circuit, m: usize, seed: u64) -> CutPlan {
             fragments * 2
         };
     }
-    match best {
+    Ok(match best {
         Some((_, _, plan)) => plan,
         None => {
             // Always feasible: every multi-qubit gate in a fragment of its own.
             let own: Vec<usize> = (0..problem.gates.len()).collect();
             CutPlan::from_cuts(circuit, &problem.cuts_of(&own)).expect("valid cuts")
         }
-    }
+    })
 }
 
 /// The search's view of a circuit: multi-qubit gates and, per wire, their order.
@@ -331,9 +352,10 @@ impl Problem {
         fragments: usize,
         m: usize,
         rng: &mut ChaCha8Rng,
-    ) -> Vec<usize> {
+        cancel: &Cancel,
+    ) -> Result<Vec<usize>, Cancelled> {
         if self.gates.is_empty() {
-            return a;
+            return Ok(a);
         }
         let mut widths = self.widths(&a, fragments);
         let over = |w: usize| w.saturating_sub(m) as isize;
@@ -348,6 +370,9 @@ impl Problem {
         let mut dw = Vec::with_capacity(8);
         let mut candidates = Vec::with_capacity(8);
         for it in 0..iterations {
+            if it % 4096 == 0 {
+                cancel.check()?;
+            }
             let progress = it as f64 / iterations as f64;
             let t = t_start * (t_end / t_start).powf(progress);
             let penalty = 1.0 + (final_penalty - 1.0) * progress;
@@ -391,10 +416,10 @@ impl Problem {
                 }
             }
         }
-        match best_feasible {
+        Ok(match best_feasible {
             Some((_, assignment)) => assignment,
             None => least_overflow.2,
-        }
+        })
     }
 }
 
@@ -446,6 +471,15 @@ mod tests {
         let plan = find_cuts(&d, FindOptions::new(2)).unwrap();
         assert!(plan.cuts.is_empty());
         assert_eq!(plan.fragments.len(), 4);
+    }
+
+    #[test]
+    fn a_cancelled_search_stops() {
+        let c = two_blocks(4);
+        let mut options = FindOptions::new(4);
+        options.cancel = Cancel::new();
+        options.cancel.cancel();
+        assert_eq!(find_cuts(&c, options), Err(FindError::Cancelled(Cancelled)));
     }
 
     #[test]

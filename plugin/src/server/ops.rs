@@ -40,9 +40,9 @@ pub enum OpError {
 impl From<pipeline::RunError> for OpError {
     fn from(e: pipeline::RunError) -> Self {
         match e {
-            pipeline::RunError::Cancelled(_) | pipeline::RunError::Sim(SimError::Cancelled(_)) => {
-                OpError::Cancelled
-            }
+            pipeline::RunError::Cancelled(_)
+            | pipeline::RunError::Sim(SimError::Cancelled(_))
+            | pipeline::RunError::Find(crate::cut::FindError::Cancelled(_)) => OpError::Cancelled,
             other => OpError::Input(other.to_string()),
         }
     }
