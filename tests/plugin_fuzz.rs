@@ -123,25 +123,12 @@ const QASM: &[&str] = &[
     "",
 ];
 
-const KEYS: &[&str] = &[
-    "op",
-    "qasm",
-    "circuit",
-    "maxQubits",
-    "maxCuts",
-    "shots",
-    "seed",
-    "observables",
-    "allocation",
-    "probabilities",
-    "project",
-    "batchSize",
-    "batch",
-    "plan",
-    "nodeName",
-    "attempt",
-    "bogus",
-];
+/// Every input the ops know, and one they do not.
+fn keys() -> Vec<&'static str> {
+    let mut keys = quargo::server::ops::KNOWN_INPUTS.to_vec();
+    keys.push("bogus");
+    keys
+}
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -195,7 +182,7 @@ fn body() -> impl Strategy<Value = Value> {
     (
         prop::sample::select(vec!["cut", "simulate", "reconstruct", "run", "nope"]),
         prop::sample::select(QASM),
-        prop::collection::vec((prop::sample::select(KEYS), field_value()), 0..6),
+        prop::collection::vec((prop::sample::select(keys()), field_value()), 0..6),
         prop::option::of(field_value()),
         prop::option::of(prop::sample::select(vec!["1s", "1h", "0", "1d", "-5s", "2562047h", "x"])),
         any::<u32>(),

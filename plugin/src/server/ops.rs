@@ -127,7 +127,7 @@ fn param(name: &str, value: impl ToString) -> Parameter {
 
 /// Every input an op reads; anything else in the body is refused (a typo would otherwise be
 /// silently ignored and the step run with a default).
-const KNOWN_INPUTS: [&str; 16] = [
+pub const KNOWN_INPUTS: [&str; 16] = [
     "op",
     "qasm",
     "circuit",

@@ -37,6 +37,16 @@ use std::time::Duration;
 
 type Db = Database<'static, Bytes, Bytes>;
 
+/// The environment's databases, in the order [`Shared`] lists them.
+const DATABASES: [&str; 6] = [
+    "values.v2",
+    "seqs.v2",
+    "order.v2",
+    "data_order.v2",
+    "leases",
+    "meta.v2",
+];
+
 struct Shared {
     env: &'static Env,
     values: Db,
@@ -127,14 +137,7 @@ pub fn verify_here(dir: &Path) -> Result<(), String> {
         options.open(dir)
     }
     .map_err(|e| e.to_string())?;
-    let names = [
-        "values.v2",
-        "seqs.v2",
-        "order.v2",
-        "data_order.v2",
-        "leases",
-        "meta.v2",
-    ];
+    let names = DATABASES;
     let opened = env
         .open_databases_and_commit(
             env.read_txn().map_err(|e| e.to_string())?,
@@ -317,15 +320,8 @@ impl LmdbStore {
         let wtxn = env.write_txn().map_err(lmdb_err)?;
         let created = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
-                let [values, seqs, order, data_order, leases, meta] = [
-                    "values.v2",
-                    "seqs.v2",
-                    "order.v2",
-                    "data_order.v2",
-                    "leases",
-                    "meta.v2",
-                ]
-                .map(|name| opener.create_database::<Bytes, Bytes>(wtxn, Some(name)));
+                let [values, seqs, order, data_order, leases, meta] =
+                    DATABASES.map(|name| opener.create_database::<Bytes, Bytes>(wtxn, Some(name)));
                 Ok(CommitOrAbort::<_, ()>::Commit([
                     values?,
                     seqs?,
