@@ -476,10 +476,17 @@ impl Cache {
         circuits: &[&Circuit],
         kind: &ResultKind,
     ) -> Vec<Option<V>> {
-        if circuits.iter().any(|c| self.known_id(c).is_none()) {
+        // One batched memo read, then one for the results.
+        let known = self.known_ids(circuits).1;
+        if known.iter().any(Option::is_none) {
             return circuits.iter().map(|_| None).collect();
         }
-        self.lookup_many(circuits, kind)
+        let ids = known
+            .into_iter()
+            .flatten()
+            .map(|id| Ok((id, None)))
+            .collect();
+        self.lookup_with_ids(ids, kind)
     }
 
     /// Cached results of several kinds for one circuit, all or nothing, in one store read: the
@@ -603,16 +610,7 @@ impl Cache {
     /// quizx (in parallel) for the rest, with their memo entries to write.
     fn ids_of(&self, circuits: &[&Circuit]) -> Vec<Result<(CircuitId, Option<Entry>), IdError>> {
         use rayon::prelude::*;
-        let exacts: Vec<Vec<u8>> = circuits.par_iter().map(|c| c.canonical_bytes()).collect();
-        let mut known: Vec<Option<CircuitId>> = exacts.iter().map(|e| self.ids.get(e)).collect();
-        let unknown: Vec<usize> = (0..circuits.len())
-            .filter(|&i| known[i].is_none())
-            .collect();
-        let memo_keys: Vec<Key> = unknown.iter().map(|&i| memo_key(&exacts[i])).collect();
-        let stores: Vec<String> = memo_keys.iter().map(|k| k.store.clone()).collect();
-        for ((&i, memo), fetched) in unknown.iter().zip(&memo_keys).zip(self.fetch_many(&stores)) {
-            known[i] = self.memo_from(Ok(fetched), memo, &exacts[i]);
-        }
+        let (exacts, known) = self.known_ids(circuits);
         known
             .into_par_iter()
             .enumerate()
@@ -623,6 +621,23 @@ impl Cache {
             .collect()
     }
 
+    /// The circuits' exact bytes and the IDs already known for them: this process's memo, then
+    /// one store read for the stored memos. Never runs the ZX reduction.
+    fn known_ids(&self, circuits: &[&Circuit]) -> (Vec<Vec<u8>>, Vec<Option<CircuitId>>) {
+        use rayon::prelude::*;
+        let exacts: Vec<Vec<u8>> = circuits.par_iter().map(|c| c.canonical_bytes()).collect();
+        let mut known: Vec<Option<CircuitId>> = exacts.iter().map(|e| self.ids.get(e)).collect();
+        let unknown: Vec<usize> = (0..circuits.len())
+            .filter(|&i| known[i].is_none())
+            .collect();
+        let memo_keys: Vec<Key> = unknown.iter().map(|&i| memo_key(&exacts[i])).collect();
+        let stores: Vec<String> = memo_keys.iter().map(|k| k.store.clone()).collect();
+        for ((&i, memo), fetched) in unknown.iter().zip(&memo_keys).zip(self.fetch_many(&stores)) {
+            known[i] = self.memo_from(Ok(fetched), memo, &exacts[i]);
+        }
+        (exacts, known)
+    }
+
     /// Cached results of `kind` for many circuits, proven equal, `None` where there is none;
     /// one store read for the memos and one for the results. Never computes a result.
     pub fn lookup_many<V: CacheValue>(
@@ -630,7 +645,15 @@ impl Cache {
         circuits: &[&Circuit],
         kind: &ResultKind,
     ) -> Vec<Option<V>> {
-        let ids = self.ids_of(circuits);
+        self.lookup_with_ids(self.ids_of(circuits), kind)
+    }
+
+    /// The results of `kind` for circuits whose IDs are given.
+    fn lookup_with_ids<V: CacheValue>(
+        &self,
+        ids: Vec<Result<(CircuitId, Option<Entry>), IdError>>,
+        kind: &ResultKind,
+    ) -> Vec<Option<V>> {
         let keys: Vec<Option<Key>> = ids
             .iter()
             .map(|id| id.as_ref().ok().map(|(id, _)| result_key(&id.digest, kind)))
