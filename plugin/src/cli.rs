@@ -80,11 +80,12 @@ pub enum Command {
     /// `stats` prints JSON: location, entries, bytes, max_bytes, memo_entries, the ID recipe, and
     /// counters summed over every process that used the store (hits, misses,
     /// collisions_rejected, corrupt_values, store_errors, single_flight_waits, wait_timeouts,
-    /// id_errors, evicted).
+    /// id_errors, tolerance_rejected, evicted).
     Cache(CacheCommand),
     /// Serve Argo's executor-plugin API: POST /api/v1/template.execute for templates whose
     /// `plugin` object has the single key `quargo` (ops cut, simulate, reconstruct, run; see
-    /// templates/quargo-cutting.yaml), GET /healthz, GET /metrics (Prometheus text).
+    /// templates/quargo-cutting.yaml), GET /healthz (liveness), GET /readyz (the store answers),
+    /// GET /metrics (Prometheus text).
     ///
     /// Every flag can also be set by the environment variable shown. The socket is bound before
     /// anything else; calls get 503 until the store is open. Work that outlasts --inline-wait runs
