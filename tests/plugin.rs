@@ -825,6 +825,24 @@ fn the_probes_hostile_requests_get_answers_and_the_server_survives() {
         .as_f64()
         .expect("<IZ>");
     assert!((iz - 1.0).abs() < 1e-9, "{iz}");
+    // More than --max-gates (1,000,000) is refused before it is expanded, at once.
+    let mut huge = format!("{head}gate g0 a {{ h a; }}\n");
+    for k in 1..=24 {
+        huge += &format!("gate g{k} a {{ g{} a; g{} a; }}\n", k - 1, k - 1);
+    }
+    huge += "g24 q[0];\n";
+    let started = Instant::now();
+    let reply = plugin.call(&request(
+        "hostile",
+        "wf.huge",
+        json!({"op": "simulate", "qasm": huge}),
+    ));
+    failed_with(&reply, "expands to more than 1000000 gates");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     // 9. Nonsense inputs.
     for (node, extra, needle) in [
         ("shots0", json!({"shots": "0"}), "shots"),

@@ -414,10 +414,18 @@ struct Parser<'a> {
     pending: Vec<(Gate, Vec<usize>, Pos)>,
     /// Operators and functions in the expression being parsed.
     expr_operations: usize,
+    /// Most gates the program may expand to (refused before expanding).
+    max_instructions: usize,
 }
 
 /// Parses an OpenQASM 2 program.
 pub fn parse(src: &str) -> Result<Circuit, ParseError> {
+    parse_limited(src, MAX_INSTRUCTIONS)
+}
+
+/// [`parse`], refusing programs that expand to more than `max_gates` gates before expanding them
+/// (a few hundred bytes of nested definitions can stand for millions of gates).
+pub fn parse_limited(src: &str, max_gates: usize) -> Result<Circuit, ParseError> {
     let toks = lex(src)?;
     let mut p = Parser {
         toks,
@@ -430,6 +438,7 @@ pub fn parse(src: &str) -> Result<Circuit, ParseError> {
         library: false,
         pending: Vec::new(),
         expr_operations: 0,
+        max_instructions: max_gates.min(MAX_INSTRUCTIONS),
     };
     p.program()?;
     p.finish()
@@ -1203,11 +1212,14 @@ impl<'a> Parser<'a> {
         let total = per_call
             .saturating_mul(calls.max().unwrap_or(1))
             .saturating_add(self.pending.len() as u64);
-        if total > MAX_INSTRUCTIONS as u64 {
+        if total > self.max_instructions as u64 {
             return Err(error(
                 pos,
                 ErrorKind::TooLarge,
-                format!("program expands to more than {MAX_INSTRUCTIONS} gates"),
+                format!(
+                    "program expands to more than {} gates",
+                    self.max_instructions
+                ),
             ));
         }
         // Broadcast: registers of equal size apply the gate qubit by qubit.
@@ -1256,11 +1268,14 @@ impl<'a> Parser<'a> {
     ) -> Result<(), ParseError> {
         match target {
             GateRef::Builtin(b) => {
-                if self.pending.len() >= MAX_INSTRUCTIONS {
+                if self.pending.len() >= self.max_instructions {
                     return Err(error(
                         pos,
                         ErrorKind::TooLarge,
-                        format!("program expands to more than {MAX_INSTRUCTIONS} gates"),
+                        format!(
+                            "program expands to more than {} gates",
+                            self.max_instructions
+                        ),
                     ));
                 }
                 let gate = (b.make)(values);

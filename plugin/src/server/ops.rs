@@ -269,8 +269,8 @@ impl Ops {
     /// The circuit of `qasm` (inline) or `circuit` (a `c/` key), and its key (stored if new).
     fn circuit_input(&self, body: &Map<String, Value>) -> Result<(Circuit, String), OpError> {
         if let Some(qasm) = get_text(body, "qasm") {
-            let circuit =
-                crate::qasm::parse(&qasm).map_err(|e| input(format!("bad QASM in 'qasm': {e}")))?;
+            let circuit = crate::qasm::parse_limited(&qasm, self.max_gates)
+                .map_err(|e| input(format!("bad QASM in 'qasm': {e}")))?;
             self.check_gates(&circuit, "'qasm'")?;
             let key = circuit_key(&circuit);
             // Written once per process: repeated calls with the same inline circuit skip the write.
@@ -295,7 +295,7 @@ impl Ops {
         let text = self.read(key, "circuit")?;
         let text =
             String::from_utf8(text).map_err(|_| input(format!("circuit '{key}' is not text")))?;
-        let circuit = crate::qasm::parse(&text)
+        let circuit = crate::qasm::parse_limited(&text, self.max_gates)
             .map_err(|e| input(format!("circuit '{key}' does not parse: {e}")))?;
         self.check_gates(&circuit, &format!("circuit '{key}'"))?;
         self.circuits
