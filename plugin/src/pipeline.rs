@@ -770,6 +770,7 @@ pub fn simulate_one(
         result.counts = Some((shots, seed, counts));
     }
     for p in request.observables {
+        sim.cancel().check()?;
         let kind = ResultKind::Expectation {
             observable: p.to_string(),
         };
