@@ -5,7 +5,7 @@ VENV := bench/.venv
 PY := $(VENV)/bin/python
 THREADS ?= $(shell nproc)
 
-.PHONY: demo test build check-tools lint fuzz bench bench-sim bench-cut bench-cache bench-plugin clean
+.PHONY: demo test test-deps build check-tools lint fuzz bench bench-sim bench-cut bench-cache bench-plugin clean
 
 demo: check-tools build
 	@echo "== quargo simulate examples/bell.qasm"
@@ -30,9 +30,22 @@ check-tools:
 build:
 	$(CARGO) build --release --locked
 
-# The one test command: formatting, lints and every test (unit, property, CLI, Redis, plugin).
-test: check-tools
-	@command -v redis-server >/dev/null || { echo "error: make test needs redis-server (apt-get install redis-server; .ci/run installs it)"; exit 1; }
+# What the tests need beyond Rust: rustfmt and clippy, and redis-server (the Redis and plugin tests
+# start their own on a free loopback port). Installed when missing; a clear error when that cannot be.
+test-deps: check-tools
+	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt >/dev/null 2>&1 || true
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy >/dev/null 2>&1 || true
+	@command -v redis-server >/dev/null && exit 0; \
+	command -v apt-get >/dev/null || { echo "error: make test needs redis-server; install it with your package manager"; exit 1; }; \
+	if [ "$$(id -u)" -eq 0 ]; then SUDO=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "error: make test needs redis-server and cannot install it without root: sudo apt-get install redis-server"; exit 1; fi; \
+	echo "== installing redis-server (apt-get)"; \
+	{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; } \
+	  || { echo "error: could not install redis-server (is the package index reachable?)"; exit 1; }
+
+# The one test command: formatting, lints and every test (unit, property, CLI, Redis, plugin, fuzz).
+test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	$(CARGO) test --locked
