@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::redis_server::{free_port, wait_for_port, RedisServer};
-use support::root;
+use support::{http_agent, root};
 
 const TOKEN: &str = "abcdefghijklmnopqrstuvwxyz012345";
 
@@ -83,16 +83,8 @@ impl Plugin {
         }
     }
 
-    fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into()
-    }
-
     fn get(&self, path: &str) -> (u16, String) {
-        match Self::agent()
+        match http_agent()
             .get(&format!("http://127.0.0.1:{}{path}", self.port))
             .call()
         {
@@ -105,7 +97,7 @@ impl Plugin {
     }
 
     fn post_raw(&self, auth: Option<&str>, body: &[u8]) -> (u16, String) {
-        let mut request = Self::agent()
+        let mut request = http_agent()
             .post(&format!(
                 "http://127.0.0.1:{}/api/v1/template.execute",
                 self.port

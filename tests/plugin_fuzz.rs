@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::redis_server::{free_port, wait_for_port};
-use support::root;
+use support::{http_agent, root};
 
 const TOKEN: &str = "fuzzing-token-0123456789abcdef";
 
@@ -60,17 +60,9 @@ impl Server {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
 fn post(port: u16, body: &[u8]) -> (u16, String) {
     let started = Instant::now();
-    let mut response = agent()
+    let mut response = http_agent()
         .post(&format!("http://127.0.0.1:{port}/api/v1/template.execute"))
         .header("Content-Type", "application/json")
         .header("Authorization", &format!("Bearer {TOKEN}"))
@@ -102,7 +94,7 @@ fn check(port: u16, body: &[u8]) {
         400 | 503 => assert!(!text.is_empty(), "{status} without a reason"),
         other => panic!("status {other}: {text}"),
     }
-    let health = agent()
+    let health = http_agent()
         .get(&format!("http://127.0.0.1:{port}/healthz"))
         .call()
         .map(|r| r.status().as_u16());
