@@ -115,6 +115,18 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// A reply as Argo reads it; one that cannot be written is a 500 (the agent retries), never a
+/// 200 with an empty body.
+fn reply_response(reply: &crate::argo::Reply) -> Response {
+    match serde_json::to_string(reply) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("quargo: the reply could not be written: {e}"),
+        ),
+    }
+}
+
 fn text_response(status: StatusCode, body: String) -> Response {
     (
         status,
@@ -146,11 +158,7 @@ async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
             return text_response(StatusCode::BAD_REQUEST, format!("quargo: {e}"));
         }
         Err(e) => {
-            let reply = crate::argo::Reply::failed(format!("quargo: {e}"));
-            return json_response(
-                StatusCode::OK,
-                serde_json::to_string(&reply).unwrap_or_default(),
-            );
+            return reply_response(&crate::argo::Reply::failed(format!("quargo: {e}")));
         }
     };
     let op = call.op().unwrap_or("-").to_string();
@@ -167,10 +175,7 @@ async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
             state
                 .metrics
                 .record_call(&op, reply.node.phase.as_str(), seconds);
-            json_response(
-                StatusCode::OK,
-                serde_json::to_string(&reply).unwrap_or_default(),
-            )
+            reply_response(&reply)
         }
         Err(jobs::Unavailable(message)) => {
             state.metrics.record_call(&op, "Unavailable", seconds);
