@@ -264,10 +264,15 @@ pub fn encode_proof(graph: &[u8], precision: &Precision) -> Vec<u8> {
 
 /// The inverse of [`encode_proof`]: the graph's bytes and the precision.
 pub fn decode_proof(bytes: &[u8]) -> Option<(&[u8], Precision)> {
-    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    let graph = bytes.get(4..4 + len)?;
-    let precision = Precision::from_bytes(bytes.get(4 + len..)?)?;
+    let graph = proof_graph(bytes)?;
+    let precision = Precision::from_bytes(bytes.get(4 + graph.len()..)?)?;
     Some((graph, precision))
+}
+
+/// The graph's bytes inside a proof, without decoding the precision.
+pub fn proof_graph(bytes: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    bytes.get(4..4 + len)
 }
 
 /// Rounds an angle in radians onto the grid, in half-turns, reduced to (-1, 1].

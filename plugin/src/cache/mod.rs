@@ -15,7 +15,9 @@ pub mod recent;
 use crate::circuit::Circuit;
 use crate::store::{Store, StoreError, StoreStats};
 use codec::{CacheValue, Refused};
-use id::{decode_proof, encode_proof, proven_equal, CircuitId, IdError, ReducedGraph, RECIPE};
+use id::{
+    decode_proof, encode_proof, proof_graph, proven_equal, CircuitId, IdError, ReducedGraph, RECIPE,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -499,9 +501,10 @@ impl Cache {
     fn lookup_kinds_of(&self, id: &CircuitId, kinds: &[ResultKind]) -> Option<Vec<Vec<u8>>> {
         let keys: Vec<Key> = kinds.iter().map(|k| result_key(&id.digest, k)).collect();
         let stores: Vec<String> = keys.iter().map(|k| k.store.clone()).collect();
+        let proof = proof_of(id);
         let mut values = Vec::with_capacity(kinds.len());
         for (key, fetched) in keys.iter().zip(self.fetch_many(&stores)) {
-            match self.lookup_in::<codec::Raw>(Ok(fetched), key, id) {
+            match self.lookup_in::<codec::Raw>(Ok(fetched), key, id, &proof) {
                 Lookup::Found(codec::Raw(v)) => values.push(v),
                 _ => return None,
             }
@@ -539,7 +542,7 @@ impl Cache {
         let key = result_key(&id.digest, kind);
         let proof = proof_of(id);
         // A memo computed here is written with the result, or on its own when none is written.
-        let first = self.lookup(&key, id);
+        let first = self.lookup(&key, id, &proof);
         let was_absent = matches!(first, Lookup::Absent);
         if let Lookup::Found(v) = first {
             self.count(Event::Hit);
@@ -563,7 +566,7 @@ impl Cache {
                     let lease = self.hold(&key.store, &owner);
                     // Another worker may have finished between our miss and our lease.
                     if was_absent {
-                        if let Lookup::Found(v) = self.lookup(&key, id) {
+                        if let Lookup::Found(v) = self.lookup(&key, id, &proof) {
                             self.count(Event::Waited);
                             self.write_memo(memo.take());
                             return Ok((v, Source::Waited));
@@ -588,7 +591,7 @@ impl Cache {
                     }
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_millis(50));
-                    if let Lookup::Found(v) = self.lookup(&key, id) {
+                    if let Lookup::Found(v) = self.lookup(&key, id, &proof) {
                         self.count(Event::Waited);
                         self.write_memo(memo.take());
                         return Ok((v, Source::Waited));
@@ -670,7 +673,7 @@ impl Cache {
                 };
                 memos.extend(memo.clone());
                 let value = fetched.next().unwrap_or(None);
-                match self.lookup_in::<V>(Ok(value), &key, id) {
+                match self.lookup_in::<V>(Ok(value), &key, id, &proof_of(id)) {
                     Lookup::Found(v) => {
                         self.count(Event::Hit);
                         Some(v)
@@ -749,7 +752,7 @@ impl Cache {
                 continue;
             }
             let proof = proof_of(id);
-            match self.lookup_in::<V>(Ok(value), &key, id) {
+            match self.lookup_in::<V>(Ok(value), &key, id, &proof) {
                 Lookup::Found(v) => {
                     self.count(Event::Hit);
                     out[i] = Some((v, Source::Hit));
@@ -783,12 +786,12 @@ impl Cache {
         // Another worker may have finished between our lookups and our leases.
         let mut released_unused = Vec::new();
         ours.retain(|&m| {
-            let (key, _, first, indices) = &misses[m];
+            let (key, proof, first, indices) = &misses[m];
             let id = match &ids[*first] {
                 Ok((id, _)) => id,
                 Err(_) => return true,
             };
-            match self.lookup::<V>(key, id) {
+            match self.lookup::<V>(key, id, proof) {
                 Lookup::Found(v) => {
                     self.count(Event::Waited);
                     for &i in indices {
@@ -887,8 +890,8 @@ impl Cache {
         }
     }
 
-    fn lookup<V: CacheValue>(&self, key: &Key, id: &CircuitId) -> Lookup<V> {
-        self.lookup_in(self.store.get(&key.store), key, id)
+    fn lookup<V: CacheValue>(&self, key: &Key, id: &CircuitId, proof: &[u8]) -> Lookup<V> {
+        self.lookup_in(self.store.get(&key.store), key, id, proof)
     }
 
     fn within_tolerance(&self, a: &id::Precision, b: &id::Precision) -> bool {
@@ -896,12 +899,14 @@ impl Cache {
     }
 
     /// Checks a fetched value: intact, for this key, for a proven-equal graph, within the
-    /// tolerance of the asked circuit, decodable.
+    /// tolerance of the asked circuit, decodable. `proof` is `proof_of(asked)`, encoded once by
+    /// the caller (a waiter looks up many times).
     fn lookup_in<V: CacheValue>(
         &self,
         fetched: Result<Option<Vec<u8>>, StoreError>,
         key: &Key,
         asked: &CircuitId,
+        proof: &[u8],
     ) -> Lookup<V> {
         let bytes = match fetched {
             Ok(Some(bytes)) => bytes,
@@ -926,7 +931,7 @@ impl Cache {
             self.degrade(Event::Corrupt, &"a cached proof does not decode");
             return Lookup::Rejected;
         };
-        if stored_graph != asked.graph.to_bytes() {
+        if Some(stored_graph) != proof_graph(proof) {
             let Some(stored) = ReducedGraph::from_bytes(stored_graph) else {
                 self.degrade(Event::Corrupt, &"a cached proof graph does not decode");
                 return Lookup::Rejected;
