@@ -84,8 +84,6 @@ pub enum RunError {
     TooManyCuts { cuts: usize, limit: usize },
     #[error("the fragment tensors of this plan have {entries} entries, more than the limit of {limit}; allow wider fragments (--max-qubits)")]
     TensorsTooLarge { entries: u128, limit: u128 },
-    #[error("shots must be between 1 and {MAX_SHOTS}, got {0}")]
-    Shots(u64),
     #[error(transparent)]
     Cancelled(#[from] crate::cancel::Cancelled),
     #[error("{missing} fragment variants have no result in the store; run the simulate step for every batch first")]
@@ -271,13 +269,33 @@ pub fn prepare_with_cuts(
     prepare_plan(circuit, plan, options, sim, 0.0)
 }
 
+/// Shots between 1 and [`MAX_SHOTS`].
+fn check_shots(shots: u64) -> Result<(), SimError> {
+    if shots == 0 || shots > MAX_SHOTS {
+        return Err(SimError::Shots {
+            shots,
+            max: MAX_SHOTS,
+        });
+    }
+    Ok(())
+}
+
+/// Reserves the probability vector of an `n`-qubit state and its returned copy.
+fn reserve_probability_buffers(
+    sim: &Simulator,
+    n: usize,
+) -> Result<crate::sim::memory::Reservation, SimError> {
+    sim.reserve(
+        16u128 << n.min(100),
+        &format!("{n}-qubit probability vectors"),
+    )
+}
+
 /// Refuses plans whose reconstruction would not finish or not fit, before anything is computed:
 /// the `4^k` label assignments, the fragment tensors, and shots that would overflow a sum.
 fn check_reconstruction_cost(plan: &CutPlan, options: &RunOptions) -> Result<(), RunError> {
     if let Some(shots) = options.shots {
-        if shots == 0 || shots > MAX_SHOTS {
-            return Err(RunError::Shots(shots));
-        }
+        check_shots(shots)?;
     }
     let k = plan.cuts.len();
     if k > MAX_RECONSTRUCTION_CUTS {
@@ -450,7 +468,7 @@ pub fn simulate_variants(
 pub fn exact_probabilities(sim: &Simulator, circuit: &Circuit) -> Result<Vec<f64>, SimError> {
     let n = circuit.num_qubits();
     sim.check_memory(n)?;
-    let _buffers = sim.reserve(16u128 << n, &format!("{n}-qubit probability vectors"))?;
+    let _buffers = reserve_probability_buffers(sim, n)?;
     let state = sim.run(circuit)?;
     Ok(sim.install(|| state.probabilities().to_vec()))
 }
@@ -699,7 +717,7 @@ impl LazyState<'_> {
         let sim = self.sim;
         let compute = |state: &mut LazyState| -> Result<Vec<f64>, SimError> {
             let n = state.circuit.num_qubits();
-            let _buffers = sim.reserve(16u128 << n, &format!("{n}-qubit probability vectors"))?;
+            let _buffers = reserve_probability_buffers(sim, n)?;
             let s = state.get()?;
             Ok(sim.install(|| s.probabilities().to_vec()))
         };
@@ -725,12 +743,7 @@ pub fn simulate_one(
 ) -> Result<SingleResult, SimError> {
     sim.check_memory(circuit.num_qubits())?;
     if let Some((shots, _)) = request.shots {
-        if shots == 0 || shots > MAX_SHOTS {
-            return Err(SimError::Shots {
-                shots,
-                max: MAX_SHOTS,
-            });
-        }
+        check_shots(shots)?;
     }
     for p in request.observables {
         p.check_width(circuit.num_qubits())?;
