@@ -34,6 +34,18 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// The verdict of a job past its deadline.
+    fn timeout_message(&self) -> String {
+        let limit = self
+            .deadline_ms
+            .map_or(0, |d| d.saturating_sub(self.started_ms));
+        format!(
+            "{} exceeded the template timeout of {}; raise the template's timeout or give the step more resources",
+            self.op,
+            go_duration(Duration::from_millis(limit))
+        )
+    }
+
     fn node(&self) -> NodeResult {
         NodeResult {
             phase: self.phase,
@@ -68,7 +80,7 @@ pub struct Jobs {
     ops: Arc<Ops>,
     owner: String,
     options: JobOptions,
-    /// Jobs running in this process: key -> (lease owner, completion signal, cancel flag).
+    /// Jobs running in this process, by key.
     running: Mutex<HashMap<String, RunningJob>>,
     pub metrics: Arc<super::metrics::Metrics>,
 }
@@ -244,14 +256,9 @@ impl Jobs {
         }
         if let Some(deadline) = record.deadline_ms {
             if now_ms() > deadline {
-                let limit = Duration::from_millis(deadline.saturating_sub(record.started_ms));
                 let failed = JobRecord {
                     phase: Phase::Failed,
-                    message: format!(
-                        "{} exceeded the template timeout of {}; raise the template's timeout or give the step more resources",
-                        record.op,
-                        go_duration(limit)
-                    ),
+                    message: record.timeout_message(),
                     outputs: None,
                     ..record
                 };
@@ -356,11 +363,7 @@ impl Jobs {
                 }
                 Ok(Err(OpError::Cancelled)) => {
                     if !shutdown.load(std::sync::atomic::Ordering::Acquire) {
-                        let limit = record.deadline_ms.map_or(0, |d| d.saturating_sub(record.started_ms));
-                        Some((Phase::Failed, format!(
-                            "{op} exceeded the template timeout of {}; raise the template's timeout or give the step more resources",
-                            go_duration(Duration::from_millis(limit))
-                        ), None))
+                        Some((Phase::Failed, record.timeout_message(), None))
                     } else {
                         None
                     }
