@@ -56,8 +56,8 @@ lint:
 # Long runs of the fuzz targets: the QASM parser (random and mutated programs), then the plugin's
 # HTTP body as Argo sends it (hostile fields, truncated and damaged bodies, against a real server).
 fuzz:
-	PROPTEST_CASES=$${PROPTEST_CASES:-200000} $(CARGO) test --release --locked --test qasm_fuzz -- --nocapture
-	PROPTEST_CASES=$${PLUGIN_FUZZ_CASES:-20000} $(CARGO) test --release --locked --test plugin_fuzz -- --nocapture
+	PROPTEST_CASES=$${PROPTEST_CASES:-200000} $(CARGO) test --release --locked -p quargo-science --test qasm_fuzz -- --nocapture
+	PROPTEST_CASES=$${PLUGIN_FUZZ_CASES:-20000} $(CARGO) test --release --locked -p quargo --test integration plugin_fuzz:: -- --nocapture
 
 $(VENV)/.ready: bench/requirements.txt
 	python3 -m venv $(VENV)

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-mod support;
+use crate::support;
 use support::root;
 
 fn quargo(args: &[&str]) -> Output {
@@ -123,11 +123,39 @@ fn errors_name_the_file_line_and_column_and_exit_nonzero() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/file.qasm"));
 
+    // One parser for every observable: simulate and run word a width error the same way.
     let out = quargo(&["simulate", "examples/bell.qasm", "--observable", "ZZZ"]);
     assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("has 3 letters but the circuit has 2 qubits")
+        err.contains("observable 'ZZZ' has 3 qubits but the circuit has 2"),
+        "{err}"
     );
+}
+
+#[test]
+fn simulate_takes_weighted_sums_like_run() {
+    let out = quargo(&[
+        "simulate",
+        "examples/bell.qasm",
+        "--observable",
+        "ZZ",
+        "--observable",
+        "0.5*ZZ - 2*XX",
+        "--no-cache",
+    ]);
+    let sum = json(&out);
+    // Keys are the texts as given, in the order given (not sorted).
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.find("\"ZZ\"").unwrap() < text.find("\"0.5*ZZ - 2*XX\"").unwrap(),
+        "{text}"
+    );
+    // Bell state: <ZZ> = <XX> = 1, so 0.5 - 2 = -1.5.
+    let value = sum["expectation"]["0.5*ZZ - 2*XX"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!((value + 1.5).abs() < 1e-12, "{value}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
+use crate::support;
 use support::redis_server::{free_port, wait_for_port, RedisServer};
 use support::{http_agent, root};
 
@@ -513,7 +513,7 @@ fn sixteen_concurrent_calls_and_the_same_call_twice() {
     let body = request("twice", "wf.slow", json!({"op": "simulate", "qasm": slow}));
     let misses_before = metric(
         &plugin.metrics(),
-        "quargo_cache_events_total{event=\"miss\"}",
+        "quargo_cache_events_total{event=\"misses\"}",
     );
     let replies: Vec<Value> = std::thread::scope(|s| {
         let a = s.spawn(|| plugin.call(&body));
@@ -530,7 +530,7 @@ fn sixteen_concurrent_calls_and_the_same_call_twice() {
     assert_eq!(done["node"]["phase"], "Succeeded");
     let misses = metric(
         &plugin.metrics(),
-        "quargo_cache_events_total{event=\"miss\"}",
+        "quargo_cache_events_total{event=\"misses\"}",
     ) - misses_before;
     assert_eq!(
         misses, 1.0,

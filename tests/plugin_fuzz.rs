@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
+use crate::support;
 use support::redis_server::{free_port, wait_for_port};
 use support::{http_agent, root};
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod support;
+use crate::support;
 use support::redis_server::RedisServer;
 
 fn store(url: &str) -> Arc<dyn Store> {

@@ -5,10 +5,14 @@
 //! client and a one-thread simulator, as separate pods would be) with no cache, then with a cold
 //! cache and again warm, on LMDB and on Redis (a `redis-server` this bench starts).
 //! Times are wall-clock for all W workers to finish; hit rate = results not simulated / looked up.
+#![allow(
+    clippy::print_stdout,
+    reason = "a benchmark reports its figures on stdout"
+)]
 
 use quargo::cache::{Cache, CacheOptions};
 use quargo::circuit::Circuit;
-use quargo::pipeline::{self, Allocation, RunOptions};
+use quargo::pipeline::{self, RunSpec};
 use quargo::sim::Simulator;
 use quargo::store::{lmdb::LmdbStore, redis::RedisStore, Store};
 use rand::{Rng, SeedableRng};
@@ -102,20 +106,13 @@ fn round(circuit: &Circuit, max_qubits: usize, backend: &Backend, workers: usize
     let n = circuit.num_qubits();
     let wide = n > 16;
     let z_all = "Z".repeat(n);
-    let options = RunOptions {
-        max_qubits,
-        max_cuts: None,
-        shots: None,
-        seed: 1,
-        allocation: Allocation::Weighted,
-        observables: if wide {
-            vec![(z_all.clone(), z_all.parse().expect("observable"))]
-        } else {
-            Vec::new()
-        },
+    let spec = RunSpec {
+        seed: Some(1),
+        observables: if wide { vec![z_all] } else { Vec::new() },
         probabilities: !wide,
-        project: false,
+        ..RunSpec::new(max_qubits)
     };
+    let options = spec.resolve(n).expect("a valid spec");
     let started = Instant::now();
     let reports: Vec<(usize, usize)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)

@@ -1,5 +1,9 @@
 //! Timing side of the circuit-ID benchmark (`bench/id_vs_pyzx.py`): for every `*.qasm` in a
 //! directory, the best of `--reps` runs of `circuit_id` (parse excluded). One JSON line per file.
+#![allow(
+    clippy::print_stdout,
+    reason = "a benchmark reports its figures on stdout"
+)]
 
 use quargo::cache::id::circuit_id;
 use quargo::qasm;

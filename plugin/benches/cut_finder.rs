@@ -1,5 +1,9 @@
 //! Cut-finder timing (`make bench-cut` prints it): 64 qubits, 1,000 two-qubit gates, max_qubits 32,
 //! on three structures. Prints one JSON line per case.
+#![allow(
+    clippy::print_stdout,
+    reason = "a benchmark reports its figures on stdout"
+)]
 
 use quargo::circuit::{Circuit, Gate};
 use quargo::cut::{find_cuts, FindOptions};

@@ -3,6 +3,10 @@
 //! `small/` subdirectory the best of `--reps` totals to parse and simulate all its circuits one
 //! after another.
 //! Prints one JSON line per case: `{"case": NAME, "seconds": S}`.
+#![allow(
+    clippy::print_stdout,
+    reason = "a benchmark reports its figures on stdout"
+)]
 
 use quargo::qasm;
 use quargo::sim::{FusionLimits, Simulator};

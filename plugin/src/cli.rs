@@ -1,14 +1,15 @@
-//! The command line: argument parsing (clap), logging setup, and JSON output on stdout.
+//! The command line: argument parsing (clap), logging setup, and each command's output (the
+//! types and the writer of [`crate::output`]) on stdout.
 //!
 //! Results go to stdout as JSON; logs, progress and errors go to stderr, so the output can be piped.
 
 use crate::cache::Cache;
 use crate::cut::{find_cuts, FindOptions};
-use crate::pauli::{Observable, PauliString};
-use crate::pipeline::{
-    self, json_number, simulate_one, write_bitstring_map, write_run_json, FragmentSummary,
-    RunOptions, SingleRequest,
+use crate::output::{
+    write_json, ClearOutput, CutOutput, RemovedFilesOutput, RunPrinted, SimulateOutput,
 };
+use crate::pauli::parse_observables;
+use crate::pipeline::{self, simulate_one, FragmentSummary, RunSpec, SingleRequest};
 use crate::qasm;
 use crate::sim::Simulator;
 use crate::store::StoreError;
@@ -260,31 +261,8 @@ pub struct CutArgs {
 pub struct RunArgs {
     /// OpenQASM 2 file to run.
     pub file: PathBuf,
-    /// Most qubits per fragment.
-    #[arg(long)]
-    pub max_qubits: usize,
-    /// Most cuts allowed.
-    #[arg(long)]
-    pub max_cuts: Option<usize>,
-    /// Sample this many shots per fragment variant (on average) instead of exact probabilities.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::pipeline::MAX_SHOTS))]
-    pub shots: Option<u64>,
-    /// Seed for sampling; without it a seed is drawn and printed.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Expectation value to reconstruct: a Pauli string (qubit 0 rightmost) or a weighted sum such
-    /// as "0.5*ZZII + 0.5*XXII"; repeatable.
-    #[arg(long = "observable", value_name = "OBSERVABLE")]
-    pub observables: Vec<String>,
-    /// How shots are spread over variants when sampling.
-    #[arg(long, value_enum, default_value = "weighted")]
-    pub allocation: crate::pipeline::Allocation,
-    /// Project the reconstructed distribution onto the nearest probability distribution.
-    #[arg(long)]
-    pub project: bool,
-    /// Skip the full distribution (it costs 4^cuts * 2^qubits); print expectation values only.
-    #[arg(long)]
-    pub no_probabilities: bool,
+    #[command(flatten)]
+    pub spec: RunSpec,
     /// Worker threads (default: one per core).
     #[arg(long, env = "QUARGO_THREADS", default_value_t = 0, value_parser = threads_in_range)]
     pub threads: usize,
@@ -306,8 +284,9 @@ pub struct SimulateArgs {
     /// Worker threads for the simulator (default: one per core).
     #[arg(long, env = "QUARGO_THREADS", default_value_t = 0, value_parser = threads_in_range)]
     pub threads: usize,
-    /// Also print <P> for this Pauli string (Qiskit order, qubit 0 rightmost); repeatable.
-    #[arg(long = "observable", value_name = "PAULI")]
+    /// Also print this expectation value: a Pauli string (Qiskit order, qubit 0 rightmost) or a
+    /// weighted sum such as "0.5*ZZ + 0.5*XX"; repeatable.
+    #[arg(long = "observable", value_name = "OBSERVABLE")]
     pub observables: Vec<String>,
     /// Refuse states larger than this many bytes (default: the memory the system has available).
     #[arg(long, env = "QUARGO_MAX_MEMORY", value_name = "BYTES")]
@@ -412,12 +391,11 @@ pub fn fetch(args: &FetchArgs, out: &mut impl Write) -> Result<()> {
         let values = sealer
             .open_any(&bytes)
             .context("the value is damaged or not sealed with this key")?;
-        let numbers: Vec<String> = values
+        let numbers: Vec<f64> = values
             .chunks_exact(8)
-            .map(|c| json_number(f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
             .collect();
-        writeln!(out, "[{}]", numbers.join(","))?;
-        return Ok(());
+        return Ok(write_json(out, &numbers)?);
     }
     let opened = sealer
         .open(&bytes, &args.key)
@@ -432,20 +410,12 @@ pub fn fetch(args: &FetchArgs, out: &mut impl Write) -> Result<()> {
 /// `quargo simulate`.
 pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<()> {
     let circuit = qasm::parse_file(&args.file)?;
-    let observables: Vec<PauliString> = args
-        .observables
-        .iter()
-        .map(|s| {
-            let p: PauliString = s.parse().with_context(|| format!("bad observable '{s}'"))?;
-            p.check_width(circuit.num_qubits())?;
-            Ok(p)
-        })
-        .collect::<Result<_>>()?;
+    let n = circuit.num_qubits();
+    let observables = parse_observables(&args.observables, n)?;
     let mut sim = Simulator::new().with_threads(args.threads)?;
     if let Some(bytes) = args.max_memory {
         sim = sim.with_memory_limit(bytes);
     }
-    let n = circuit.num_qubits();
     // The limit holds whether or not the result is cached: its output is as large as the state.
     sim.check_memory(n)?;
     let cache = open_cache(&args.cache)?;
@@ -455,27 +425,7 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<()> {
         observables: &observables,
     };
     let result = simulate_one(&circuit, &request, &sim, cache.as_ref())?;
-    write!(out, "{{\"num_qubits\":{n}")?;
-    if let Some(probs) = &result.probabilities {
-        write!(out, ",\"probabilities\":{{")?;
-        let nonzero = probs.iter().enumerate().filter(|(_, p)| **p > 1e-12);
-        write_bitstring_map(out, nonzero.map(|(i, p)| (i, json_number(*p))), n)?;
-        write!(out, "}}")?;
-    }
-    if let Some((shots, seed, counts)) = &result.counts {
-        write!(out, ",\"shots\":{shots},\"seed\":{seed},\"counts\":{{")?;
-        write_bitstring_map(out, counts.iter().map(|(i, c)| (*i, c.to_string())), n)?;
-        write!(out, "}}")?;
-    }
-    if !observables.is_empty() {
-        write!(out, ",\"expectation\":{{")?;
-        for (k, (p, v)) in observables.iter().zip(&result.expectations).enumerate() {
-            let sep = if k == 0 { "" } else { "," };
-            write!(out, "{sep}\"{p}\":{{\"value\":{}}}", json_number(*v))?;
-        }
-        write!(out, "}}")?;
-    }
-    writeln!(out, "}}")?;
+    write_json(out, &SimulateOutput::new(n, &result, &args.observables))?;
     Ok(())
 }
 
@@ -509,32 +459,29 @@ pub fn cache_command(args: &CacheCommand, out: &mut impl Write) -> Result<()> {
     if let CacheAction::Clear(ClearArgs { all: true, .. }) = &args.action {
         // Removing everything needs no open store: a damaged file cannot stop it.
         if let Some((dir, _)) = crate::store::lmdb_location(&store.url)? {
-            let removed = crate::store::lmdb::remove_files(&dir)?;
-            serde_json::to_writer(
-                &mut *out,
-                &serde_json::json!({"location": format!("lmdb://{}", dir.display()), "removed_files": removed}),
-            )?;
-            writeln!(out)?;
-            return Ok(());
+            let removed_files = crate::store::lmdb::remove_files(&dir)?;
+            let report = RemovedFilesOutput {
+                location: format!("lmdb://{}", dir.display()),
+                removed_files,
+            };
+            return Ok(write_json(out, &report)?);
         }
     }
     let cache = Cache::open(&store.url)?;
     match &args.action {
-        CacheAction::Stats(_) => {
-            serde_json::to_writer(&mut *out, &cache.stats()?)?;
-        }
+        CacheAction::Stats(_) => write_json(out, &cache.stats()?)?,
         CacheAction::Clear(clear) => {
             let mut removed = cache.clear()?;
             if clear.all {
                 removed += cache.store().clear("")?;
             }
-            serde_json::to_writer(
-                &mut *out,
-                &serde_json::json!({"location": cache.store().location(), "removed": removed}),
-            )?;
+            let report = ClearOutput {
+                location: cache.store().location(),
+                removed,
+            };
+            write_json(out, &report)?;
         }
     }
-    writeln!(out)?;
     Ok(())
 }
 
@@ -546,46 +493,27 @@ pub fn cut(args: &CutArgs, out: &mut impl Write) -> Result<()> {
     let started = std::time::Instant::now();
     let plan = find_cuts(&circuit, options)?;
     let k = plan.cuts.len() as u32;
-    let report = serde_json::json!({
-        "num_qubits": plan.num_qubits,
-        "max_qubits": args.max_qubits,
-        "cuts": plan.cuts,
-        "fragments": FragmentSummary::of(&plan),
-        "variants": u64::try_from(plan.num_variants()).unwrap_or(u64::MAX),
-        // The 2 * 8^k circuits of the scheme that leaves duplicates to a cache (Qdislib).
-        "variants_without_dedup": if k == 0 { 0 } else { 2u64.saturating_mul(8u64.saturating_pow(k)) },
-        "seconds": started.elapsed().as_secs_f64(),
-    });
-    serde_json::to_writer(&mut *out, &report)?;
-    writeln!(out)?;
+    let report = CutOutput {
+        num_qubits: plan.num_qubits,
+        max_qubits: args.max_qubits,
+        cuts: plan.cuts.clone(),
+        fragments: FragmentSummary::of(&plan),
+        variants: u64::try_from(plan.num_variants()).unwrap_or(u64::MAX),
+        variants_without_dedup: if k == 0 {
+            0
+        } else {
+            2u64.saturating_mul(8u64.saturating_pow(k))
+        },
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_json(out, &report)?;
     Ok(())
 }
 
 /// `quargo run`.
 pub fn run(args: &RunArgs, out: &mut impl Write) -> Result<()> {
     let circuit = qasm::parse_file(&args.file)?;
-    let observables = args
-        .observables
-        .iter()
-        .map(|s| {
-            Ok((
-                s.clone(),
-                s.parse::<Observable>()
-                    .with_context(|| format!("bad observable '{s}'"))?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let seed = args.seed.unwrap_or_else(rand::random);
-    let options = RunOptions {
-        max_qubits: args.max_qubits,
-        max_cuts: args.max_cuts,
-        shots: args.shots,
-        seed,
-        allocation: args.allocation,
-        observables,
-        probabilities: !args.no_probabilities,
-        project: args.project,
-    };
+    let options = args.spec.resolve(circuit.num_qubits())?;
     let sim = Simulator::new().with_threads(args.threads)?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -602,7 +530,10 @@ pub fn run(args: &RunArgs, out: &mut impl Write) -> Result<()> {
     let result = pipeline::run(&circuit, &options, &sim, cache.as_ref(), &progress);
     bar.finish_and_clear();
     let output = result?;
-    write_run_json(out, &output, args.shots, seed)?;
+    write_json(
+        out,
+        &RunPrinted::new(&output, options.spec.shots, options.seed),
+    )?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use crate::cut::{
     output_bases, project_to_simplex, Basis, CutPlan, FindError, FindOptions, FragmentResults,
     WireCut,
 };
-use crate::pauli::{Observable, PauliString};
+use crate::pauli::{parse_observables, NamedObservable, ObservableInputError, PauliString};
 use crate::sim::{sample_distribution, SimError, Simulator, StateVector};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -42,20 +42,82 @@ pub enum Allocation {
     Weighted,
 }
 
-#[derive(Debug, Clone)]
-pub struct RunOptions {
+/// What a user asks of a cutting run: the one model behind `quargo run`'s flags, the plugin's
+/// `cut` and `run` inputs (same names in camelCase) and the options stored with a plan. Plain
+/// values as given; [`RunSpec::resolve`] checks them against a circuit.
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSpec {
+    /// Most qubits per fragment.
+    #[arg(long)]
     pub max_qubits: usize,
+    /// Most cuts allowed; the run fails, naming what would work, when no plan fits.
+    #[arg(long)]
     pub max_cuts: Option<usize>,
-    /// Shots per variant (on average, with weighted allocation); `None` for exact probabilities.
+    /// Sample this many shots per fragment variant (on average) instead of exact probabilities.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_SHOTS))]
     pub shots: Option<u64>,
-    pub seed: u64,
+    /// Seed for sampling; without it the command line draws one (and prints it) and the plugin
+    /// uses 0, so that a retried step computes the same answer.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// How shots are spread over variants when sampling.
+    #[arg(long, value_enum, default_value = "weighted")]
     pub allocation: Allocation,
-    /// Observables with the text they were given as.
-    pub observables: Vec<(String, Observable)>,
-    /// Reconstruct the full distribution (costs `O(4^k 2^n)` time and `8 * 2^n` bytes).
+    /// Expectation value to reconstruct: a Pauli string (qubit 0 rightmost) or a weighted sum such
+    /// as "0.5*ZZII + 0.5*XXII"; repeatable.
+    #[arg(long = "observable", value_name = "OBSERVABLE")]
+    pub observables: Vec<String>,
+    /// Skip the full distribution (it costs 4^cuts * 2^qubits); print expectation values only.
+    #[arg(long = "no-probabilities", action = clap::ArgAction::SetFalse)]
     pub probabilities: bool,
     /// Project the reconstructed distribution onto the nearest probability distribution.
+    #[arg(long)]
     pub project: bool,
+}
+
+impl RunSpec {
+    /// A spec with the defaults of every optional input.
+    pub fn new(max_qubits: usize) -> RunSpec {
+        RunSpec {
+            max_qubits,
+            max_cuts: None,
+            shots: None,
+            seed: None,
+            allocation: Allocation::Weighted,
+            observables: Vec::new(),
+            probabilities: true,
+            project: false,
+        }
+    }
+
+    /// Checks the spec against a circuit of `num_qubits` qubits: observables parsed (the one
+    /// place) and sized, shots in range, and a seed drawn when none was given.
+    pub fn resolve(&self, num_qubits: usize) -> Result<RunOptions, RunError> {
+        let observables = parse_observables(&self.observables, num_qubits)?;
+        if let Some(shots) = self.shots {
+            check_shots(shots)?;
+        }
+        let seed = self.seed.unwrap_or_else(rand::random);
+        Ok(RunOptions {
+            spec: RunSpec {
+                seed: Some(seed),
+                ..self.clone()
+            },
+            seed,
+            observables,
+        })
+    }
+}
+
+/// A [`RunSpec`] checked against its circuit: what the pipeline runs on.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The spec, with the seed that was used filled in.
+    pub spec: RunSpec,
+    pub seed: u64,
+    /// The spec's observables, parsed, in the order given.
+    pub observables: Vec<NamedObservable>,
 }
 
 #[derive(Debug, Error)]
@@ -66,12 +128,8 @@ pub enum RunError {
     Sim(#[from] SimError),
     #[error(transparent)]
     Circuit(#[from] CircuitError),
-    #[error("observable '{text}' has {got} qubits but the circuit has {expected}")]
-    ObservableWidth {
-        text: String,
-        got: usize,
-        expected: usize,
-    },
+    #[error(transparent)]
+    Observable(#[from] ObservableInputError),
     #[error("the cut plan needs {variants} fragment variants ({cuts} cuts), more than the limit of {limit}; allow wider fragments (--max-qubits)")]
     TooManyVariants {
         variants: u128,
@@ -148,13 +206,23 @@ pub struct RunReport {
     pub notes: Vec<String>,
 }
 
+/// A reconstructed expectation value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectationEstimate {
+    /// The observable as the user wrote it.
+    pub text: String,
+    pub value: f64,
+    /// Standard error when sampled; `None` when exact.
+    pub stderr: Option<f64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunOutput {
     pub num_qubits: usize,
     pub probabilities: Option<Vec<f64>>,
     pub stderr: Option<Vec<f64>>,
-    /// (text, value, standard error) per observable, in the order asked.
-    pub expectations: Vec<(String, f64, Option<f64>)>,
+    /// One per observable, in the order asked.
+    pub expectations: Vec<ExpectationEstimate>,
     pub report: RunReport,
 }
 
@@ -205,15 +273,26 @@ fn derive_seed(seed: u64, setting: usize, id: &str) -> u64 {
     u64::from_le_bytes(bytes.as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
+/// One Pauli term of an observable, as reconstruction reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Term {
+    /// Index of the readout setting that measures it.
+    setting: usize,
+    coefficient: f64,
+    /// Qubits where the term is not the identity.
+    mask: usize,
+}
+
 /// A cut plan with every fragment variant it needs, per readout setting: the input of the
 /// simulate stage and of reconstruction. Deterministic for a circuit, cuts and options.
+#[derive(Debug)]
 pub struct Prepared {
     pub plan: CutPlan,
     /// Readout settings: all-Z for the distribution, one per basis pattern of the observables.
     settings: Vec<Setting>,
     z_setting: Option<usize>,
-    /// Per observable: (setting index, coefficient, mask) per term.
-    observable_terms: Vec<Vec<(usize, f64, usize)>>,
+    /// Per observable, its Pauli terms.
+    observable_terms: Vec<Vec<Term>>,
     /// Variants per (setting, fragment), in reconstruction order.
     pub work: Vec<Vec<Vec<crate::cut::Variant>>>,
     pub cut_seconds: f64,
@@ -247,10 +326,9 @@ pub fn prepare(
     options: &RunOptions,
     sim: &Simulator,
 ) -> Result<Prepared, RunError> {
-    check_observables(circuit, options)?;
     let started = Instant::now();
-    let mut find = FindOptions::new(options.max_qubits);
-    find.max_cuts = options.max_cuts;
+    let mut find = FindOptions::new(options.spec.max_qubits);
+    find.max_cuts = options.spec.max_cuts;
     find.cancel = sim.cancel().clone();
     let plan = find_cuts(circuit, find)?;
     let cut_seconds = started.elapsed().as_secs_f64();
@@ -264,7 +342,6 @@ pub fn prepare_with_cuts(
     options: &RunOptions,
     sim: &Simulator,
 ) -> Result<Prepared, RunError> {
-    check_observables(circuit, options)?;
     let plan = CutPlan::from_cuts(circuit, cuts).map_err(|e| RunError::Plan(e.to_string()))?;
     prepare_plan(circuit, plan, options, sim, 0.0)
 }
@@ -294,7 +371,8 @@ fn reserve_probability_buffers(
 /// Refuses plans whose reconstruction would not finish or not fit, before anything is computed:
 /// the `4^k` label assignments, the fragment tensors, and shots that would overflow a sum.
 fn check_reconstruction_cost(plan: &CutPlan, options: &RunOptions) -> Result<(), RunError> {
-    if let Some(shots) = options.shots {
+    // Checked by `RunSpec::resolve` too; options built by hand pass here.
+    if let Some(shots) = options.spec.shots {
         check_shots(shots)?;
     }
     let k = plan.cuts.len();
@@ -327,20 +405,6 @@ fn tensor_entries(plan: &CutPlan) -> u128 {
         .fold(0u128, u128::saturating_add)
 }
 
-fn check_observables(circuit: &Circuit, options: &RunOptions) -> Result<(), RunError> {
-    let n = circuit.num_qubits();
-    for (text, obs) in &options.observables {
-        if obs.num_qubits() != n {
-            return Err(RunError::ObservableWidth {
-                text: text.clone(),
-                got: obs.num_qubits(),
-                expected: n,
-            });
-        }
-    }
-    Ok(())
-}
-
 fn prepare_plan(
     circuit: &Circuit,
     plan: CutPlan,
@@ -348,68 +412,11 @@ fn prepare_plan(
     sim: &Simulator,
     cut_seconds: f64,
 ) -> Result<Prepared, RunError> {
-    let n = circuit.num_qubits();
-    let k = plan.cuts.len();
     check_reconstruction_cost(&plan, options)?;
-    if plan.num_variants() > MAX_VARIANTS {
-        return Err(RunError::TooManyVariants {
-            variants: plan.num_variants(),
-            cuts: k,
-            limit: MAX_VARIANTS,
-        });
-    }
-    if options.probabilities {
-        // k <= MAX_RECONSTRUCTION_CUTS here, so 4^k is small; the shift is capped like the bytes.
-        let terms = 4u128.pow(k as u32) << n.min(100);
-        let bytes = 8u128 << n.min(100);
-        sim.check_memory(n.saturating_sub(1))
-            .map_err(|_| RunError::DistributionTooLarge {
-                num_qubits: n,
-                cuts: k,
-                bytes,
-            })?;
-        if terms > MAX_RECONSTRUCTION_TERMS {
-            return Err(RunError::DistributionTooLarge {
-                num_qubits: n,
-                cuts: k,
-                bytes,
-            });
-        }
-    }
-    for f in &plan.fragments {
-        sim.check_memory(f.width())?;
-    }
-
-    let mut settings: Vec<Setting> = Vec::new();
-    let setting_index =
-        |s: Setting, settings: &mut Vec<Setting>| match settings.iter().position(|x| *x == s) {
-            Some(i) => i,
-            None => {
-                settings.push(s);
-                settings.len() - 1
-            }
-        };
-    let z_setting = options
-        .probabilities
-        .then(|| setting_index(vec![Basis::Z; n], &mut settings));
-    let observable_terms: Vec<Vec<(usize, f64, usize)>> = options
-        .observables
-        .iter()
-        .map(|(_, obs)| {
-            obs.terms
-                .iter()
-                .map(|(c, p)| {
-                    (
-                        setting_index(setting_of(p), &mut settings),
-                        *c,
-                        pauli_mask(p),
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    let mut work: Vec<Vec<Vec<crate::cut::Variant>>> = Vec::with_capacity(settings.len());
-    for setting in &settings {
+    check_plan_size(circuit.num_qubits(), &plan, options, sim)?;
+    let readout = Readout::of(circuit.num_qubits(), options);
+    let mut work: Vec<Vec<Vec<crate::cut::Variant>>> = Vec::with_capacity(readout.settings.len());
+    for setting in &readout.settings {
         let per_fragment = (0..plan.fragments.len())
             .map(|f| fragment_variants(circuit, &plan, f, &output_bases(&plan, f, setting)))
             .collect::<Result<Vec<_>, _>>()?;
@@ -417,12 +424,93 @@ fn prepare_plan(
     }
     Ok(Prepared {
         plan,
-        settings,
-        z_setting,
-        observable_terms,
+        settings: readout.settings,
+        z_setting: readout.z_setting,
+        observable_terms: readout.observable_terms,
         work,
         cut_seconds,
     })
+}
+
+/// Refuses plans with too many variants, a full distribution that would not fit or finish, or a
+/// fragment wider than memory allows, before any variant is made.
+fn check_plan_size(
+    n: usize,
+    plan: &CutPlan,
+    options: &RunOptions,
+    sim: &Simulator,
+) -> Result<(), RunError> {
+    let k = plan.cuts.len();
+    if plan.num_variants() > MAX_VARIANTS {
+        return Err(RunError::TooManyVariants {
+            variants: plan.num_variants(),
+            cuts: k,
+            limit: MAX_VARIANTS,
+        });
+    }
+    if options.spec.probabilities {
+        // k <= MAX_RECONSTRUCTION_CUTS here, so 4^k is small; the shift is capped like the bytes.
+        let terms = 4u128.pow(k as u32) << n.min(100);
+        let bytes = 8u128 << n.min(100);
+        let too_large = RunError::DistributionTooLarge {
+            num_qubits: n,
+            cuts: k,
+            bytes,
+        };
+        if sim.check_memory(n.saturating_sub(1)).is_err() || terms > MAX_RECONSTRUCTION_TERMS {
+            return Err(too_large);
+        }
+    }
+    for f in &plan.fragments {
+        sim.check_memory(f.width())?;
+    }
+    Ok(())
+}
+
+/// The readout settings a run needs: all-Z for the distribution, one per basis pattern of the
+/// observables' terms (terms that share a pattern share a setting).
+struct Readout {
+    settings: Vec<Setting>,
+    z_setting: Option<usize>,
+    observable_terms: Vec<Vec<Term>>,
+}
+
+impl Readout {
+    fn of(n: usize, options: &RunOptions) -> Readout {
+        let mut settings: Vec<Setting> = Vec::new();
+        let mut index_of = |s: Setting| match settings.iter().position(|x| *x == s) {
+            Some(i) => i,
+            None => {
+                settings.push(s);
+                settings.len() - 1
+            }
+        };
+        let z_setting = options
+            .spec
+            .probabilities
+            .then(|| index_of(vec![Basis::Z; n]));
+        let observable_terms = options
+            .observables
+            .iter()
+            .map(|named| {
+                named
+                    .observable
+                    .terms
+                    .iter()
+                    .map(|(c, p)| Term {
+                        setting: index_of(setting_of(p)),
+                        coefficient: *c,
+                        mask: pauli_mask(p),
+                    })
+                    .collect()
+            })
+            .collect();
+        Readout {
+            settings,
+            z_setting,
+            observable_terms,
+        }
+    }
 }
 
 /// Exact probabilities of every distinct variant, from the cache or simulated (in parallel),
@@ -503,15 +591,6 @@ pub fn reconstruct(
     options: &RunOptions,
     sim: &Simulator,
 ) -> Result<RunOutput, RunError> {
-    let Prepared {
-        plan,
-        settings,
-        z_setting,
-        observable_terms,
-        work,
-        cut_seconds,
-    } = prepared;
-    let k = plan.cuts.len();
     let missing = prepared
         .distinct_circuits()
         .iter()
@@ -520,131 +599,34 @@ pub fn reconstruct(
     if missing > 0 {
         return Err(RunError::MissingResults { missing });
     }
+    let _reconstruction_memory = reserve_reconstruction(prepared, sim)?;
     let mut seconds = StageSeconds {
-        cut: *cut_seconds,
+        cut: prepared.cut_seconds,
         ..Default::default()
     };
-    // The copies of the variants' distributions and the fragment tensors built from them.
-    let result_bytes: u128 = work
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|v| 8u128 << v.circuit.num_qubits().min(100))
-        .fold(0, u128::saturating_add);
-    let tensor_bytes = 16u128
-        .saturating_mul(tensor_entries(plan))
-        .saturating_mul(settings.len() as u128);
-    let _reconstruction_memory = sim.reserve(
-        result_bytes.saturating_add(tensor_bytes),
-        "the fragment results and tensors of the reconstruction",
-    )?;
     let sample_started = Instant::now();
-    // Fragment results per setting: exact, or sampled with the chosen allocation.
-    let mut shots_total = 0u64;
-    let results: Vec<Vec<FragmentResults>> = work
-        .iter()
-        .enumerate()
-        .map(|(si, per_fragment)| {
-            let all: Vec<&crate::cut::Variant> = per_fragment.iter().flatten().collect();
-            let weight_sum: f64 = all.iter().map(|v| variant_weight(&v.key)).sum();
-            per_fragment
-                .iter()
-                .map(|variants| match options.shots {
-                    None => FragmentResults {
-                        probs: variants.iter().map(|v| probs_of[&v.id].clone()).collect(),
-                        shots: None,
-                    },
-                    Some(shots) => {
-                        let budget = shots as f64 * all.len() as f64;
-                        let mut probs = Vec::with_capacity(variants.len());
-                        let mut used = Vec::with_capacity(variants.len());
-                        for v in variants {
-                            let n_v = match options.allocation {
-                                Allocation::Uniform => shots,
-                                Allocation::Weighted => {
-                                    ((budget * variant_weight(&v.key) / weight_sum).round() as u64)
-                                        .max(1)
-                                }
-                            };
-                            let seed = derive_seed(options.seed, si, &v.id);
-                            let exact = &probs_of[&v.id];
-                            let counts = sample_distribution(exact, n_v, seed);
-                            let mut estimate = vec![0.0; exact.len()];
-                            for (i, c) in counts {
-                                estimate[i] = c as f64 / n_v as f64;
-                            }
-                            shots_total = shots_total.saturating_add(n_v);
-                            probs.push(estimate);
-                            used.push(n_v);
-                        }
-                        FragmentResults {
-                            probs,
-                            shots: Some(used),
-                        }
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let (results, shots_total) = fragment_results(prepared, probs_of, options);
     seconds.simulate = sample_started.elapsed().as_secs_f64();
 
     let rec_started = Instant::now();
     let mut notes = Vec::new();
-    let (mut probabilities, mut stderr) = (None, None);
-    let cancel = sim.cancel();
-    if let Some(z) = *z_setting {
-        let _distribution_memory = sim.reserve(
-            8u128 << n.min(100),
-            &format!("the {n}-qubit reconstructed distribution"),
-        )?;
-        let mut p = sim.install(|| distribution(plan, &results[z], cancel))?;
-        if options.shots.is_some() {
-            let cost =
-                (4u128.pow(k as u32) << n.min(100)).saturating_mul(plan.fragments.len() as u128);
-            if cost <= MAX_STDERR_TERMS {
-                stderr = Some(sim.install(|| distribution_stderr(plan, &results[z], cancel))?);
-            } else {
-                notes.push(format!(
-                    "per-outcome standard errors skipped: they would cost {cost} terms; expectation values carry theirs"
-                ));
-            }
-        }
-        if options.project {
-            p = project_to_simplex(&p);
-        }
-        probabilities = Some(p);
-    }
-    let mut expectations = Vec::with_capacity(options.observables.len());
-    for ((text, _), terms) in options.observables.iter().zip(observable_terms) {
-        let mut value = 0.0;
-        let mut variance = Some(0.0);
-        for (si, _) in settings.iter().enumerate() {
-            let group: Vec<(f64, usize)> = terms
-                .iter()
-                .filter(|t| t.0 == si)
-                .map(|&(_, c, m)| (c, m))
-                .collect();
-            if group.is_empty() {
-                continue;
-            }
-            let (values, se) = expectation_terms(plan, &results[si], &group, cancel)?;
-            value += group
-                .iter()
-                .zip(&values)
-                .map(|((c, _), v)| c * v)
-                .sum::<f64>();
-            // Settings are sampled independently, so their variances add.
-            variance = match (variance, se) {
-                (Some(acc), Some(s)) => Some(acc + s * s),
-                _ => None,
-            };
-        }
-        let stderr = options.shots.and(variance.map(f64::sqrt));
-        expectations.push((text.clone(), value, stderr));
-    }
+    let distribution = match prepared.z_setting {
+        Some(z) => Some(reconstruct_distribution(
+            n,
+            prepared,
+            &results[z],
+            options,
+            sim,
+            &mut notes,
+        )?),
+        None => None,
+    };
+    let expectations = reconstruct_expectations(prepared, &results, options, sim)?;
     seconds.reconstruct = rec_started.elapsed().as_secs_f64();
 
-    let variants = work.iter().flatten().map(Vec::len).sum();
+    let plan = &prepared.plan;
+    let (probabilities, stderr) =
+        distribution.map_or((None, None), |d| (Some(d.probabilities), d.stderr));
     Ok(RunOutput {
         num_qubits: n,
         probabilities,
@@ -653,31 +635,240 @@ pub fn reconstruct(
         report: RunReport {
             cuts: plan.cuts.clone(),
             fragments: FragmentSummary::of(plan),
-            variants,
+            variants: prepared.work.iter().flatten().map(Vec::len).sum(),
             circuits_simulated: 0,
             cache_hits: 0,
-            shots_total: options.shots.map(|_| shots_total),
+            shots_total: options.spec.shots.map(|_| shots_total),
             seconds,
             notes,
         },
     })
 }
 
+/// Reserves the copies of the variants' distributions and the fragment tensors built from them.
+fn reserve_reconstruction(
+    prepared: &Prepared,
+    sim: &Simulator,
+) -> Result<crate::sim::memory::Reservation, SimError> {
+    let result_bytes: u128 = prepared
+        .work
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|v| 8u128 << v.circuit.num_qubits().min(100))
+        .fold(0, u128::saturating_add);
+    let tensor_bytes = 16u128
+        .saturating_mul(tensor_entries(&prepared.plan))
+        .saturating_mul(prepared.settings.len() as u128);
+    sim.reserve(
+        result_bytes.saturating_add(tensor_bytes),
+        "the fragment results and tensors of the reconstruction",
+    )
+}
+
+/// Fragment results per readout setting: the exact distributions, or samples of them with the
+/// chosen shot allocation. Returns them and the shots drawn in all.
+fn fragment_results(
+    prepared: &Prepared,
+    probs_of: &HashMap<String, Vec<f64>>,
+    options: &RunOptions,
+) -> (Vec<Vec<FragmentResults>>, u64) {
+    let mut shots_total = 0u64;
+    let results = prepared
+        .work
+        .iter()
+        .enumerate()
+        .map(|(si, per_fragment)| {
+            let all: Vec<&crate::cut::Variant> = per_fragment.iter().flatten().collect();
+            let weight_sum: f64 = all.iter().map(|v| variant_weight(&v.key)).sum();
+            per_fragment
+                .iter()
+                .map(|variants| match options.spec.shots {
+                    None => FragmentResults {
+                        probs: variants.iter().map(|v| probs_of[&v.id].clone()).collect(),
+                        shots: None,
+                    },
+                    Some(shots) => {
+                        let budget = shots as f64 * all.len() as f64;
+                        let sampling = Sampling {
+                            shots,
+                            budget,
+                            weight_sum,
+                            setting: si,
+                        };
+                        sample_fragment(variants, probs_of, options, &sampling, &mut shots_total)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    (results, shots_total)
+}
+
+/// How one readout setting's variants are sampled.
+struct Sampling {
+    /// Shots per variant (on average, with weighted allocation).
+    shots: u64,
+    /// Shots of the whole setting.
+    budget: f64,
+    /// Sum of the setting's variant weights.
+    weight_sum: f64,
+    setting: usize,
+}
+
+fn sample_fragment(
+    variants: &[crate::cut::Variant],
+    probs_of: &HashMap<String, Vec<f64>>,
+    options: &RunOptions,
+    sampling: &Sampling,
+    shots_total: &mut u64,
+) -> FragmentResults {
+    let mut probs = Vec::with_capacity(variants.len());
+    let mut used = Vec::with_capacity(variants.len());
+    for v in variants {
+        let n_v = match options.spec.allocation {
+            Allocation::Uniform => sampling.shots,
+            Allocation::Weighted => {
+                ((sampling.budget * variant_weight(&v.key) / sampling.weight_sum).round() as u64)
+                    .max(1)
+            }
+        };
+        let seed = derive_seed(options.seed, sampling.setting, &v.id);
+        let exact = &probs_of[&v.id];
+        let counts = sample_distribution(exact, n_v, seed);
+        let mut estimate = vec![0.0; exact.len()];
+        for (i, c) in counts {
+            estimate[i] = c as f64 / n_v as f64;
+        }
+        *shots_total = shots_total.saturating_add(n_v);
+        probs.push(estimate);
+        used.push(n_v);
+    }
+    FragmentResults {
+        probs,
+        shots: Some(used),
+    }
+}
+
+/// A reconstructed distribution and, when sampled, its per-outcome standard errors.
+struct Distribution {
+    probabilities: Vec<f64>,
+    stderr: Option<Vec<f64>>,
+}
+
+/// The full distribution from the all-Z setting's fragment results (its memory reserved first).
+fn reconstruct_distribution(
+    n: usize,
+    prepared: &Prepared,
+    results: &[FragmentResults],
+    options: &RunOptions,
+    sim: &Simulator,
+    notes: &mut Vec<String>,
+) -> Result<Distribution, RunError> {
+    let plan = &prepared.plan;
+    let cancel = sim.cancel();
+    let _distribution_memory = sim.reserve(
+        8u128 << n.min(100),
+        &format!("the {n}-qubit reconstructed distribution"),
+    )?;
+    let mut probabilities = sim.install(|| distribution(plan, results, cancel))?;
+    let mut stderr = None;
+    if options.spec.shots.is_some() {
+        let k = plan.cuts.len();
+        let cost = (4u128.pow(k as u32) << n.min(100)).saturating_mul(plan.fragments.len() as u128);
+        if cost <= MAX_STDERR_TERMS {
+            stderr = Some(sim.install(|| distribution_stderr(plan, results, cancel))?);
+        } else {
+            notes.push(format!(
+                "per-outcome standard errors skipped: they would cost {cost} terms; expectation values carry theirs"
+            ));
+        }
+    }
+    if options.spec.project {
+        probabilities = project_to_simplex(&probabilities);
+    }
+    Ok(Distribution {
+        probabilities,
+        stderr,
+    })
+}
+
+/// Every observable's value, term by term from the setting that measures it; standard errors
+/// when sampled (settings are sampled independently, so their variances add).
+fn reconstruct_expectations(
+    prepared: &Prepared,
+    results: &[Vec<FragmentResults>],
+    options: &RunOptions,
+    sim: &Simulator,
+) -> Result<Vec<ExpectationEstimate>, RunError> {
+    let cancel = sim.cancel();
+    let mut expectations = Vec::with_capacity(options.observables.len());
+    for (named, terms) in options.observables.iter().zip(&prepared.observable_terms) {
+        let mut value = 0.0;
+        let mut variance = Some(0.0);
+        for (si, setting_results) in results.iter().enumerate() {
+            let group: Vec<(f64, usize)> = terms
+                .iter()
+                .filter(|t| t.setting == si)
+                .map(|t| (t.coefficient, t.mask))
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let (values, se) = expectation_terms(&prepared.plan, setting_results, &group, cancel)?;
+            value += group
+                .iter()
+                .zip(&values)
+                .map(|((c, _), v)| c * v)
+                .sum::<f64>();
+            variance = match (variance, se) {
+                (Some(acc), Some(s)) => Some(acc + s * s),
+                _ => None,
+            };
+        }
+        expectations.push(ExpectationEstimate {
+            text: named.text.clone(),
+            value,
+            stderr: options.spec.shots.and(variance.map(f64::sqrt)),
+        });
+    }
+    Ok(expectations)
+}
+
 /// What to compute for one uncut circuit (`quargo simulate`, the plugin's `simulate`).
+#[derive(Debug)]
 pub struct SingleRequest<'a> {
     /// Exact probabilities.
     pub probabilities: bool,
     /// Sampled counts: (shots, seed). Counts are cached only for an explicit seed.
     pub shots: Option<(u64, Option<u64>)>,
-    pub observables: &'a [PauliString],
+    pub observables: &'a [NamedObservable],
+}
+
+impl SingleRequest<'_> {
+    /// Every Pauli term of every observable, with its coefficient, in order.
+    fn pauli_terms(&self) -> impl Iterator<Item = &(f64, PauliString)> {
+        self.observables
+            .iter()
+            .flat_map(|named| named.observable.terms.iter())
+    }
+}
+
+/// Sampled outcomes of one circuit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub shots: u64,
+    /// The seed used (drawn when none was given).
+    pub seed: u64,
+    /// Occurrences by outcome index.
+    pub counts: BTreeMap<usize, u64>,
 }
 
 /// The answer for one uncut circuit.
 #[derive(Debug, Clone, Default)]
 pub struct SingleResult {
     pub probabilities: Option<Vec<f64>>,
-    /// (shots, seed used, counts).
-    pub counts: Option<(u64, u64, BTreeMap<usize, u64>)>,
+    pub counts: Option<Counts>,
     /// `<P>` per observable, in the order asked.
     pub expectations: Vec<f64>,
     /// Whether the state was simulated here (false: everything came from the cache).
@@ -745,7 +936,7 @@ pub fn simulate_one(
     if let Some((shots, _)) = request.shots {
         check_shots(shots)?;
     }
-    for p in request.observables {
+    for (_, p) in request.pauli_terms() {
         p.check_width(circuit.num_qubits())?;
     }
     let mut state = LazyState {
@@ -780,22 +971,31 @@ pub fn simulate_one(
                 (seed, sample(&mut state, seed)?)
             }
         };
-        result.counts = Some((shots, seed, counts));
+        result.counts = Some(Counts {
+            shots,
+            seed,
+            counts,
+        });
     }
-    for p in request.observables {
-        sim.cancel().check()?;
-        let kind = ResultKind::Expectation {
-            observable: p.to_string(),
-        };
-        let compute = |state: &mut LazyState| -> Result<f64, SimError> {
-            let s = state.get()?;
-            sim.install(|| s.expectation(p))
-        };
-        let v = match cache {
-            Some(c) => c.get_or_compute(circuit, &kind, || compute(&mut state))?.0,
-            None => compute(&mut state)?,
-        };
-        result.expectations.push(v);
+    // Each Pauli term is cached on its own, so sums that share terms share their results.
+    for named in request.observables {
+        let mut value = 0.0;
+        for (coefficient, p) in &named.observable.terms {
+            sim.cancel().check()?;
+            let kind = ResultKind::Expectation {
+                observable: p.to_string(),
+            };
+            let compute = |state: &mut LazyState| -> Result<f64, SimError> {
+                let s = state.get()?;
+                sim.install(|| s.expectation(p))
+            };
+            let term = match cache {
+                Some(c) => c.get_or_compute(circuit, &kind, || compute(&mut state))?.0,
+                None => compute(&mut state)?,
+            };
+            value += coefficient * term;
+        }
+        result.expectations.push(value);
     }
     result.simulated = state.state.is_some();
     Ok(result)
@@ -824,7 +1024,7 @@ pub fn cached_one(
         }
         None => None,
     };
-    kinds.extend(request.observables.iter().map(|p| ResultKind::Expectation {
+    kinds.extend(request.pauli_terms().map(|(_, p)| ResultKind::Expectation {
         observable: p.to_string(),
     }));
     // One store read for every part; an ID not known yet is not computed here (callers answer
@@ -836,82 +1036,18 @@ pub fn cached_one(
         result.probabilities = Some(CacheValue::decode(values.next()?)?);
     }
     if let Some((shots, seed)) = counts {
-        result.counts = Some((shots, seed, CacheValue::decode(values.next()?)?));
+        result.counts = Some(Counts {
+            shots,
+            seed,
+            counts: CacheValue::decode(values.next()?)?,
+        });
     }
-    for _ in request.observables {
-        result
-            .expectations
-            .push(CacheValue::decode(values.next()?)?);
+    for named in request.observables {
+        let mut value = 0.0;
+        for (coefficient, _) in &named.observable.terms {
+            value += coefficient * <f64 as CacheValue>::decode(values.next()?)?;
+        }
+        result.expectations.push(value);
     }
     Some(result)
-}
-
-/// Writes a run's result as the JSON `quargo run` prints: `num_qubits`, [`shots`, `seed`],
-/// `probabilities` (+ `stderr`), `expectation`, `report`.
-pub fn write_run_json(
-    out: &mut impl std::io::Write,
-    output: &RunOutput,
-    shots: Option<u64>,
-    seed: u64,
-) -> std::io::Result<()> {
-    let n = output.num_qubits;
-    write!(out, "{{\"num_qubits\":{n}")?;
-    if let Some(shots) = shots {
-        write!(out, ",\"shots\":{shots},\"seed\":{seed}")?;
-    }
-    if let Some(p) = &output.probabilities {
-        write!(out, ",\"probabilities\":{{")?;
-        let shown = p.iter().enumerate().filter(|(_, v)| v.abs() > 1e-12);
-        write_bitstring_map(out, shown.map(|(i, v)| (i, json_number(*v))), n)?;
-        write!(out, "}}")?;
-        if let Some(se) = &output.stderr {
-            write!(out, ",\"stderr\":{{")?;
-            let shown = p.iter().enumerate().filter(|(_, v)| v.abs() > 1e-12);
-            write_bitstring_map(out, shown.map(|(i, _)| (i, json_number(se[i]))), n)?;
-            write!(out, "}}")?;
-        }
-    }
-    if !output.expectations.is_empty() {
-        write!(out, ",\"expectation\":{{")?;
-        for (k, (text, value, stderr)) in output.expectations.iter().enumerate() {
-            let sep = if k == 0 { "" } else { "," };
-            let key = serde_json::to_string(text).map_err(std::io::Error::other)?;
-            let se = stderr.map_or("null".to_string(), json_number);
-            write!(
-                out,
-                "{sep}{key}:{{\"value\":{},\"stderr\":{se}}}",
-                json_number(*value)
-            )?;
-        }
-        write!(out, "}}")?;
-    }
-    write!(out, ",\"report\":")?;
-    serde_json::to_writer(&mut *out, &output.report).map_err(std::io::Error::other)?;
-    writeln!(out, "}}")
-}
-
-/// `"bitstring": value` pairs, qubit 0 rightmost.
-pub fn write_bitstring_map(
-    out: &mut impl std::io::Write,
-    entries: impl Iterator<Item = (usize, String)>,
-    width: usize,
-) -> std::io::Result<()> {
-    for (k, (index, value)) in entries.enumerate() {
-        let sep = if k == 0 { "" } else { "," };
-        write!(
-            out,
-            "{sep}\"{}\":{value}",
-            crate::circuit::bitstring(index, width)
-        )?;
-    }
-    Ok(())
-}
-
-/// Shortest round-trip decimal form, valid JSON (`1e-7`, not `NaN`: non-finite is `null`).
-pub fn json_number(v: f64) -> String {
-    if v.is_finite() {
-        ryu::Buffer::new().format_finite(v).to_string()
-    } else {
-        "null".into()
-    }
 }

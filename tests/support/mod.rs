@@ -1,4 +1,4 @@
-//! Helpers shared by the whole-flow tests. Each test crate uses a part of them.
+//! Helpers shared by the whole-flow tests.
 #![allow(dead_code)]
 
 pub mod redis_server;

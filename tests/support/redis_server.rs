@@ -47,7 +47,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect(
-                "redis-server must be installed (apt-get install redis-server; .ci/run does it)",
+                "redis-server must be installed (`make test` installs it; or apt-get install redis-server)",
             );
         self.child = Some(child);
         wait_for_port(self.port);

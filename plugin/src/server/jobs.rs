@@ -14,7 +14,7 @@
 //! The template's timeout is enforced here: past the deadline the record becomes Failed. A panic in
 //! an op fails its job only.
 
-use super::ops::{OpError, Ops};
+use super::ops::{Ops, Verdict};
 use crate::argo::{go_duration, NodeResult, Outputs, Phase, PluginCall, Reply};
 use crate::store::{now_ms, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,7 @@ impl Default for JobOptions {
     }
 }
 
+#[derive(Debug)]
 pub struct Jobs {
     store: Arc<dyn Store>,
     ops: Arc<Ops>,
@@ -85,6 +86,7 @@ pub struct Jobs {
     pub metrics: Arc<super::metrics::Metrics>,
 }
 
+#[derive(Debug)]
 struct RunningJob {
     done: watch::Receiver<bool>,
     cancel: crate::cancel::Cancel,
@@ -164,7 +166,7 @@ impl Jobs {
 
     /// Answers one call addressed to us.
     pub async fn handle(self: &Arc<Self>, call: PluginCall) -> Result<Reply, Unavailable> {
-        let key = format!("j/{}", call.idempotency_key());
+        let key = format!("{}{}", crate::store::keys::JOB, call.idempotency_key());
         let handle = tokio::runtime::Handle::current();
         let (jobs, k) = (self.clone(), key.clone());
         let step = tokio::task::spawn_blocking(move || jobs.decide(&k, call, &handle))
@@ -234,9 +236,12 @@ impl Jobs {
                     outputs: Some(outputs),
                 })))
             }
-            Some(Err(OpError::Input(message))) => return Ok(Step::Reply(Reply::failed(message))),
-            Some(Err(OpError::Store(e))) => return Err(e.into()),
-            Some(Err(OpError::Cancelled)) | None => {}
+            Some(Err(e)) => match e.verdict() {
+                Verdict::Failed(message) => return Ok(Step::Reply(Reply::failed(message))),
+                Verdict::Retry(e) => return Err(e.into()),
+                Verdict::Stopped => {}
+            },
+            None => {}
         }
         if let Some(record) = self.read(key)? {
             return self.poll(key, call, record, rt);
@@ -353,21 +358,19 @@ impl Jobs {
             }));
             let end = match outcome {
                 Ok(Ok(outputs)) => Some((Phase::Succeeded, String::new(), Some(outputs))),
-                Ok(Err(OpError::Input(message))) => Some((Phase::Failed, message, None)),
-                // Neither is the job's answer: the record stays Running, the lease is released, and
-                // the next call runs the job again (a store that failed may be back; a shutdown
-                // leaves the job to another server). A deadline's verdict is written by the poll.
-                Ok(Err(OpError::Store(e))) => {
-                    tracing::warn!(%key, %op, error = %e, "the store failed during a job; the next call retries it");
-                    None
-                }
-                Ok(Err(OpError::Cancelled)) => {
-                    if !shutdown.load(std::sync::atomic::Ordering::Acquire) {
-                        Some((Phase::Failed, record.timeout_message(), None))
-                    } else {
+                Ok(Err(e)) => match e.verdict() {
+                    Verdict::Failed(message) => Some((Phase::Failed, message, None)),
+                    // Neither is the job's answer: the record stays Running, the lease is released,
+                    // and the next call runs the job again (a store that failed may be back; a
+                    // shutdown leaves the job to another server). A deadline's verdict is written
+                    // by the poll.
+                    Verdict::Retry(e) => {
+                        tracing::warn!(%key, %op, error = %e, "the store failed during a job; the next call retries it");
                         None
                     }
-                }
+                    Verdict::Stopped => (!shutdown.load(std::sync::atomic::Ordering::Acquire))
+                        .then(|| (Phase::Failed, record.timeout_message(), None)),
+                },
                 Err(payload) => {
                     let text = panic_text(payload.as_ref());
                     tracing::error!(%key, %op, panic = %text, "an op panicked; its job fails, the server goes on");

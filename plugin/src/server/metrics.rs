@@ -1,5 +1,6 @@
 //! Prometheus metrics of the plugin server (prometheus-client): calls by op and phase, call
-//! latency, jobs running, and the cache's counters mirrored at scrape time.
+//! latency, jobs running, and the cache's counters mirrored at scrape time (every
+//! [`Event`], named as `quargo cache stats` names it).
 
 use crate::cache::{Cache, Event};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -26,16 +27,7 @@ pub struct EventLabels {
     pub event: String,
 }
 
-const CACHE_EVENTS: [(Event, &str); 7] = [
-    (Event::Hit, "hit"),
-    (Event::Miss, "miss"),
-    (Event::CollisionRejected, "collision_rejected"),
-    (Event::Corrupt, "corrupt_value"),
-    (Event::StoreError, "store_error"),
-    (Event::Waited, "single_flight_wait"),
-    (Event::ToleranceRejected, "tolerance_rejected"),
-];
-
+#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub calls: Family<CallLabels, Counter>,
@@ -43,7 +35,7 @@ pub struct Metrics {
     pub jobs_running: Gauge,
     cache_events: Family<EventLabels, Counter>,
     /// Cache counts already mirrored into `cache_events`.
-    mirrored: Mutex<[u64; CACHE_EVENTS.len()]>,
+    mirrored: Mutex<[u64; Event::ALL.len()]>,
 }
 
 impl Default for Metrics {
@@ -81,7 +73,7 @@ impl Default for Metrics {
             latency,
             jobs_running,
             cache_events,
-            mirrored: Mutex::new([0; CACHE_EVENTS.len()]),
+            mirrored: Mutex::new([0; Event::ALL.len()]),
         }
     }
 }
@@ -102,13 +94,13 @@ impl Metrics {
     /// The Prometheus text exposition, with the cache's counters brought up to date.
     pub fn render(&self, cache: Option<&Cache>) -> String {
         if let (Some(cache), Ok(mut mirrored)) = (cache, self.mirrored.lock()) {
-            for (i, (event, name)) in CACHE_EVENTS.iter().enumerate() {
-                let now = cache.local_count(*event);
+            for (i, event) in Event::ALL.into_iter().enumerate() {
+                let now = cache.local_count(event);
                 let delta = now.saturating_sub(mirrored[i]);
                 if delta > 0 {
                     self.cache_events
                         .get_or_create(&EventLabels {
-                            event: name.to_string(),
+                            event: event.name().to_string(),
                         })
                         .inc_by(delta);
                     mirrored[i] = now;

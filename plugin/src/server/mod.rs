@@ -44,11 +44,13 @@ pub struct ServerConfig {
 }
 
 /// What the handlers need once the store is open.
+#[derive(Debug)]
 pub struct Ready {
     pub cache: Arc<Cache>,
     pub jobs: Arc<jobs::Jobs>,
 }
 
+#[derive(Debug)]
 pub struct AppState {
     /// `Bearer <token>`, as the header must read.
     expected_auth: Vec<u8>,
@@ -115,18 +117,6 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// A reply as Argo reads it; one that cannot be written is a 500 (the agent retries), never a
-/// 200 with an empty body.
-fn reply_response(reply: &crate::argo::Reply) -> Response {
-    match serde_json::to_string(reply) {
-        Ok(body) => json_response(StatusCode::OK, body),
-        Err(e) => text_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("quargo: the reply could not be written: {e}"),
-        ),
-    }
-}
-
 fn text_response(status: StatusCode, body: String) -> Response {
     (
         status,
@@ -136,52 +126,91 @@ fn text_response(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+/// How a call was answered: its op (`-` before one is known), the outcome metrics count it
+/// under (a reply phase, or why there is no reply), and the response.
+struct Answer {
+    op: String,
+    outcome: &'static str,
+    response: Response,
+}
+
+impl Answer {
+    fn new(op: &str, outcome: &'static str, response: Response) -> Answer {
+        Answer {
+            op: op.to_string(),
+            outcome,
+            response,
+        }
+    }
+}
+
+/// `POST /api/v1/template.execute`: every call is counted and timed once, whichever branch answers.
 async fn execute(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    if !state.authorised(&headers) {
-        state
-            .metrics
-            .record_call("-", "Forbidden", started.elapsed().as_secs_f64());
-        return text_response(
-            StatusCode::FORBIDDEN,
-            "missing or wrong Authorization: Bearer token".into(),
+    let answer = answer(&state, &headers, &body).await;
+    state
+        .metrics
+        .record_call(&answer.op, answer.outcome, started.elapsed().as_secs_f64());
+    answer.response
+}
+
+async fn answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Answer {
+    if !state.authorised(headers) {
+        let message = "missing or wrong Authorization: Bearer token";
+        return Answer::new(
+            "-",
+            "Forbidden",
+            text_response(StatusCode::FORBIDDEN, message.into()),
         );
     }
-    let call = match parse_request(&body) {
-        Ok(Request::NotOurs) => return json_response(StatusCode::OK, "{}".into()),
+    let call = match parse_request(body) {
+        Ok(Request::NotOurs) => {
+            return Answer::new("-", "NotOurs", json_response(StatusCode::OK, "{}".into()))
+        }
         Ok(Request::Ours(call)) => call,
         Err(e @ crate::argo::RequestError::NotJson(_))
         | Err(e @ crate::argo::RequestError::Missing(_)) => {
-            state
-                .metrics
-                .record_call("-", "BadRequest", started.elapsed().as_secs_f64());
-            return text_response(StatusCode::BAD_REQUEST, format!("quargo: {e}"));
+            let response = text_response(StatusCode::BAD_REQUEST, format!("quargo: {e}"));
+            return Answer::new("-", "BadRequest", response);
         }
         Err(e) => {
-            return reply_response(&crate::argo::Reply::failed(format!("quargo: {e}")));
+            let reply = crate::argo::Reply::failed(format!("quargo: {e}"));
+            return reply_answer("-", &reply);
         }
     };
     let op = call.op().unwrap_or("-").to_string();
     let Some(ready) = state.ready.get() else {
-        return text_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "quargo is starting (opening its store); retry".into(),
-        );
+        let message = "quargo is starting (opening its store); retry";
+        let response = text_response(StatusCode::SERVICE_UNAVAILABLE, message.into());
+        return Answer::new(&op, "Unavailable", response);
     };
-    let reply = ready.jobs.handle(*call).await;
-    let seconds = started.elapsed().as_secs_f64();
-    match reply {
-        Ok(reply) => {
-            state
-                .metrics
-                .record_call(&op, reply.node.phase.as_str(), seconds);
-            reply_response(&reply)
-        }
+    match ready.jobs.handle(*call).await {
+        Ok(reply) => reply_answer(&op, &reply),
         Err(jobs::Unavailable(message)) => {
-            state.metrics.record_call(&op, "Unavailable", seconds);
             tracing::warn!(%op, %message, "answering 503");
-            text_response(StatusCode::SERVICE_UNAVAILABLE, message)
+            let response = text_response(StatusCode::SERVICE_UNAVAILABLE, message);
+            Answer::new(&op, "Unavailable", response)
         }
+    }
+}
+
+/// A reply as Argo reads it, counted under its phase; one that cannot be written is a 500 (the
+/// agent retries), never a 200 with an empty body.
+fn reply_answer(op: &str, reply: &crate::argo::Reply) -> Answer {
+    match serde_json::to_string(reply) {
+        Ok(body) => Answer::new(
+            op,
+            reply.node.phase.as_str(),
+            json_response(StatusCode::OK, body),
+        ),
+        Err(e) => Answer::new(
+            op,
+            "InternalError",
+            text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("quargo: the reply could not be written: {e}"),
+            ),
+        ),
     }
 }
 

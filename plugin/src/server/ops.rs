@@ -17,58 +17,114 @@
 //! Every op is a pure function of its inputs and the store, so retries and repeats are safe.
 
 use crate::argo::{text_field, Outputs, Parameter};
-use crate::cache::{Cache, ResultKind};
+use crate::cache::{Cache, ResultKind, Source};
 use crate::circuit::Circuit;
-use crate::pauli::{Observable, PauliString};
-use crate::pipeline::{self, Allocation, RunOptions};
+use crate::cut::FindError;
+use crate::output::{write_json, RunPrinted};
+use crate::pauli::{parse_observables, ObservableInputError};
+use crate::pipeline::{self, Allocation, RunError, RunOptions, RunSpec};
+use crate::qasm::ParseError;
 use crate::sim::{SimError, Simulator};
-use crate::store::{Store, StoreError};
+use crate::store::{keys, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use thiserror::Error;
 
-/// Why an op failed: the user's input (a Failed node) or the store (503, Argo retries).
-#[derive(Debug)]
+/// Why an op did not answer. [`OpError::verdict`] is the one place that decides what each
+/// means for the node: a Failed node (the user's input, or a result that cannot be), a retry
+/// (the store is down: Argo gets 503 and calls again), or nothing (stopped by a deadline or a
+/// shutdown, which the caller reports in its own words).
+#[derive(Debug, Error)]
 pub enum OpError {
-    Input(String),
-    Store(StoreError),
-    /// Stopped by its cancel flag (deadline or shutdown): not the job's answer.
-    Cancelled,
+    #[error("missing 'op' (one of {OPS})")]
+    MissingOp,
+    #[error("unknown op '{0}' (expected one of {OPS})")]
+    UnknownOp(String),
+    #[error("unknown input '{name}' (known: {known})", known = KNOWN_INPUTS.join(", "))]
+    UnknownInput { name: String },
+    /// `{0}` names the input and what it holds.
+    #[error("missing input {0}")]
+    MissingInput(&'static str),
+    #[error("'{name}' must be {expected}, got {got}")]
+    BadValue {
+        name: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("bad QASM in {origin}: {source}")]
+    Qasm { origin: String, source: ParseError },
+    #[error("{what} expands to {gates} gates, more than the {max} one request may have (quargo serve --max-gates)")]
+    TooManyGates {
+        what: String,
+        gates: usize,
+        max: usize,
+    },
+    #[error("{what} '{key}' is not in the store {location}; was it produced by an earlier step of this workflow, with the same store?")]
+    NotInStore {
+        what: &'static str,
+        key: String,
+        location: String,
+    },
+    #[error("{what} '{key}' in the store is damaged; run the step that produced it again")]
+    Damaged { what: &'static str, key: String },
+    #[error("{what} '{key}' {problem}")]
+    Malformed {
+        what: &'static str,
+        key: String,
+        problem: &'static str,
+    },
+    #[error("the plan's {variants} variant circuits take {bytes} bytes, more than the {MAX_CUT_BYTES} one cut may store; allow wider fragments (maxQubits) or send a smaller circuit")]
+    CutTooLarge { variants: usize, bytes: usize },
+    #[error("{missing} of {variants} fragment variants of plan '{plan}' have no result in the cache; run simulate on every batch of the plan ({batches} batches) first")]
+    MissingResults {
+        missing: usize,
+        variants: usize,
+        plan: String,
+        batches: usize,
+    },
+    #[error(transparent)]
+    Observable(#[from] ObservableInputError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
 }
 
-/// Pipeline errors are the user's input, except a cancellation.
-impl From<pipeline::RunError> for OpError {
-    fn from(e: pipeline::RunError) -> Self {
-        match e {
-            pipeline::RunError::Cancelled(_)
-            | pipeline::RunError::Sim(SimError::Cancelled(_))
-            | pipeline::RunError::Find(crate::cut::FindError::Cancelled(_)) => OpError::Cancelled,
-            other => OpError::Input(other.to_string()),
+/// What an [`OpError`] means for the node.
+#[derive(Debug)]
+pub enum Verdict {
+    /// The node fails with this message; retrying the same call gives the same answer.
+    Failed(String),
+    /// The store failed: not the job's answer; the call is answered 503 and retried.
+    Retry(StoreError),
+    /// Stopped by its cancel flag (deadline or shutdown): not the job's answer either.
+    Stopped,
+}
+
+impl OpError {
+    pub fn verdict(self) -> Verdict {
+        match self {
+            OpError::Run(RunError::Cancelled(_))
+            | OpError::Run(RunError::Sim(SimError::Cancelled(_)))
+            | OpError::Run(RunError::Find(FindError::Cancelled(_)))
+            | OpError::Sim(SimError::Cancelled(_)) => Verdict::Stopped,
+            // A full store is not transient: retrying cannot make room; the message says what would.
+            OpError::Store(e @ StoreError::Full { .. }) => Verdict::Failed(e.to_string()),
+            OpError::Store(e) => Verdict::Retry(e),
+            other => Verdict::Failed(other.to_string()),
         }
     }
-}
-
-impl From<SimError> for OpError {
-    fn from(e: SimError) -> Self {
-        match e {
-            SimError::Cancelled(_) => OpError::Cancelled,
-            other => OpError::Input(other.to_string()),
-        }
-    }
-}
-
-impl From<StoreError> for OpError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            // Not transient: retrying cannot make room; the message says what would.
-            e @ StoreError::Full { .. } => OpError::Input(e.to_string()),
-            e => OpError::Store(e),
-        }
-    }
-}
-
-fn input(message: impl Into<String>) -> OpError {
-    OpError::Input(message.into())
 }
 
 pub const OPS: &str = "cut, simulate, reconstruct, run";
@@ -83,6 +139,7 @@ fn test_ops_enabled() -> bool {
     std::env::var_os("QUARGO_ENABLE_TEST_OPS").is_some_and(|v| v == "1")
 }
 
+#[derive(Debug)]
 pub struct Ops {
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
@@ -94,28 +151,72 @@ pub struct Ops {
     pub circuits: crate::cache::recent::Recent<String, Arc<Circuit>>,
 }
 
-/// Options of a cut plan, as stored with it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PlanOptions {
-    max_qubits: usize,
-    max_cuts: Option<usize>,
-    shots: Option<u64>,
-    seed: u64,
-    allocation: Allocation,
-    observables: Vec<String>,
-    probabilities: bool,
-    project: bool,
-}
-
+/// A cut plan as stored under its `p/` key: everything `reconstruct` needs to prepare the same
+/// variants again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PlanRecord {
     circuit: String,
     cuts: Vec<(usize, usize)>,
-    options: PlanOptions,
+    /// The run spec, its seed filled in.
+    options: RunSpec,
     batches: Vec<String>,
     variants: usize,
+}
+
+/// A circuit input, parsed, and its `c/` key.
+struct CircuitInput {
+    circuit: Circuit,
+    key: String,
+}
+
+/// A plan read back from the store and prepared again.
+struct LoadedPlan {
+    record: PlanRecord,
+    circuit: Circuit,
+    options: RunOptions,
+    prepared: pipeline::Prepared,
+}
+
+/// `simulate`'s result on one circuit.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CircuitSummary<'a> {
+    circuit: &'a str,
+    expectation: BTreeMap<&'a str, f64>,
+    num_qubits: usize,
+    /// The `r/` key of its probabilities, when they are in the store.
+    probabilities: Option<&'a str>,
+}
+
+/// `simulate`'s result on a batch.
+#[derive(Debug, Serialize)]
+struct BatchSummary<'a> {
+    batch: &'a str,
+    cached: usize,
+    circuits: usize,
+    simulated: usize,
+}
+
+/// An expectation value in a step's summary.
+#[derive(Debug, Serialize)]
+struct SummaryEstimate {
+    stderr: Option<f64>,
+    value: f64,
+}
+
+/// `reconstruct`'s and `run`'s result.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutputSummary<'a> {
+    cuts: usize,
+    expectation: BTreeMap<&'a str, SummaryEstimate>,
+    num_qubits: usize,
+    output: &'a str,
+}
+
+fn to_json(what: &'static str, value: &impl Serialize) -> Result<String, OpError> {
+    serde_json::to_string(value).map_err(|source| OpError::Encode { what, source })
 }
 
 fn param(name: &str, value: impl ToString) -> Parameter {
@@ -148,10 +249,9 @@ pub const KNOWN_INPUTS: [&str; 16] = [
 
 fn check_known_inputs(body: &Map<String, Value>) -> Result<(), OpError> {
     match body.keys().find(|k| !KNOWN_INPUTS.contains(&k.as_str())) {
-        Some(unknown) => Err(input(format!(
-            "unknown input '{unknown}' (known: {})",
-            KNOWN_INPUTS.join(", ")
-        ))),
+        Some(unknown) => Err(OpError::UnknownInput {
+            name: unknown.clone(),
+        }),
         None => Ok(()),
     }
 }
@@ -161,90 +261,124 @@ fn get_text(body: &Map<String, Value>, name: &str) -> Option<String> {
 }
 
 /// A scalar input as text: absent (or null, or blank) is `None`; a list or object is an error.
-fn get_scalar(body: &Map<String, Value>, name: &str) -> Result<Option<String>, OpError> {
+fn get_scalar(body: &Map<String, Value>, name: &'static str) -> Result<Option<String>, OpError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(_) | Value::Object(_)) => Err(input(format!(
-            "'{name}' must be a single value, got {}",
-            body[name]
-        ))),
+        Some(other @ (Value::Array(_) | Value::Object(_))) => Err(OpError::BadValue {
+            name,
+            expected: "a single value",
+            got: other.to_string(),
+        }),
         Some(_) => Ok(get_text(body, name)),
     }
 }
 
 fn get_number<T: std::str::FromStr>(
     body: &Map<String, Value>,
-    name: &str,
+    name: &'static str,
 ) -> Result<Option<T>, OpError> {
     match get_scalar(body, name)? {
         None => Ok(None),
-        Some(t) => t.trim().parse().map(Some).map_err(|_| {
-            input(format!(
-                "'{name}' must be a non-negative integer, got '{t}'"
-            ))
+        Some(t) => t.trim().parse().map(Some).map_err(|_| OpError::BadValue {
+            name,
+            expected: "a non-negative integer",
+            got: format!("'{t}'"),
         }),
     }
 }
 
-fn get_bool(body: &Map<String, Value>, name: &str, default: bool) -> Result<bool, OpError> {
+fn get_bool(body: &Map<String, Value>, name: &'static str, default: bool) -> Result<bool, OpError> {
     match get_scalar(body, name)?.as_deref() {
         None => Ok(default),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
-        Some(other) => Err(input(format!(
-            "'{name}' must be true or false, got '{other}'"
-        ))),
+        Some(other) => Err(OpError::BadValue {
+            name,
+            expected: "true or false",
+            got: format!("'{other}'"),
+        }),
     }
 }
 
 /// Observables as a JSON list, a JSON-encoded list (what Argo substitution gives), or one string.
+/// Only their texts: [`parse_observables`] reads them, once the circuit's width is known.
 fn get_observables(body: &Map<String, Value>) -> Result<Vec<String>, OpError> {
+    let not_a_list = |got: String| OpError::BadValue {
+        name: "observables",
+        expected: "a list of strings",
+        got,
+    };
     let list = match body.get("observables") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items.clone(),
         Some(Value::String(s)) if s.trim_start().starts_with('[') => serde_json::from_str(s)
-            .map_err(|e| input(format!("'observables' is not a JSON list: {e}")))?,
+            .map_err(|e| not_a_list(format!("text that is not a JSON list ({e})")))?,
         Some(Value::String(s)) if s.trim().is_empty() => return Ok(Vec::new()),
         Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(other) => {
-            return Err(input(format!(
-                "'observables' must be a list of strings, got {other}"
-            )))
-        }
+        Some(other) => return Err(not_a_list(other.to_string())),
     };
     list.into_iter()
         .map(|v| match v {
             Value::String(s) => Ok(s),
-            other => Err(input(format!(
-                "an observable must be a string, got {other}"
-            ))),
+            other => Err(not_a_list(format!("an entry {other}"))),
         })
         .collect()
 }
 
+/// The run spec of a `cut` or `run` call: the same model as `quargo run`'s flags. A missing seed
+/// is 0, so a retried step computes the same answer.
+fn get_run_spec(body: &Map<String, Value>) -> Result<RunSpec, OpError> {
+    let max_qubits = get_number(body, "maxQubits")?.ok_or(OpError::MissingInput(
+        "'maxQubits' (most qubits per fragment)",
+    ))?;
+    let allocation = match get_scalar(body, "allocation")?.as_deref() {
+        None | Some("weighted") => Allocation::Weighted,
+        Some("uniform") => Allocation::Uniform,
+        Some(other) => {
+            return Err(OpError::BadValue {
+                name: "allocation",
+                expected: "weighted or uniform",
+                got: format!("'{other}'"),
+            })
+        }
+    };
+    Ok(RunSpec {
+        max_qubits,
+        max_cuts: get_number(body, "maxCuts")?,
+        shots: get_number(body, "shots")?,
+        seed: Some(get_number(body, "seed")?.unwrap_or(0)),
+        allocation,
+        observables: get_observables(body)?,
+        probabilities: get_bool(body, "probabilities", true)?,
+        project: get_bool(body, "project", false)?,
+    })
+}
+
 impl Ops {
-    fn read(&self, key: &str, what: &str) -> Result<Vec<u8>, OpError> {
-        let bytes = self.store.get(key)?.ok_or_else(|| {
-            input(format!(
-                "{what} '{key}' is not in the store {}; was it produced by an earlier step of this workflow, with the same store?",
-                self.store.location()
-            ))
+    fn read(&self, key: &str, what: &'static str) -> Result<Vec<u8>, OpError> {
+        let bytes = self.store.get(key)?.ok_or_else(|| OpError::NotInStore {
+            what,
+            key: key.to_string(),
+            location: self.store.location(),
         })?;
-        let opened = self.cache.sealer().open(&bytes, key).map_err(|_| {
-            input(format!(
-                "{what} '{key}' in the store is damaged; run the step that produced it again"
-            ))
-        })?;
+        let opened = self
+            .cache
+            .sealer()
+            .open(&bytes, key)
+            .map_err(|_| OpError::Damaged {
+                what,
+                key: key.to_string(),
+            })?;
         Ok(opened.value.to_vec())
     }
 
-    fn check_gates(&self, circuit: &Circuit, what: &str) -> Result<(), OpError> {
+    fn check_gates(&self, circuit: &Circuit, what: impl FnOnce() -> String) -> Result<(), OpError> {
         if circuit.len() > self.max_gates {
-            return Err(input(format!(
-                "{what} expands to {} gates, more than the {} one request may have (quargo serve --max-gates)",
-                circuit.len(),
-                self.max_gates
-            )));
+            return Err(OpError::TooManyGates {
+                what: what(),
+                gates: circuit.len(),
+                max: self.max_gates,
+            });
         }
         Ok(())
     }
@@ -267,11 +401,15 @@ impl Ops {
     }
 
     /// The circuit of `qasm` (inline) or `circuit` (a `c/` key), and its key (stored if new).
-    fn circuit_input(&self, body: &Map<String, Value>) -> Result<(Circuit, String), OpError> {
+    fn circuit_input(&self, body: &Map<String, Value>) -> Result<CircuitInput, OpError> {
         if let Some(qasm) = get_text(body, "qasm") {
-            let circuit = crate::qasm::parse_limited(&qasm, self.max_gates)
-                .map_err(|e| input(format!("bad QASM in 'qasm': {e}")))?;
-            self.check_gates(&circuit, "'qasm'")?;
+            let circuit = crate::qasm::parse_limited(&qasm, self.max_gates).map_err(|source| {
+                OpError::Qasm {
+                    origin: "'qasm'".into(),
+                    source,
+                }
+            })?;
+            self.check_gates(&circuit, || "'qasm'".into())?;
             let key = circuit_key(&circuit);
             // Written once per process: repeated calls with the same inline circuit skip the write.
             // The text the user sent is stored, not its expansion (gate definitions can make a
@@ -280,73 +418,34 @@ impl Ops {
                 self.write(&key, qasm.as_bytes())?;
                 self.circuits.insert(key.clone(), Arc::new(circuit.clone()));
             }
-            return Ok((circuit, key));
+            return Ok(CircuitInput { circuit, key });
         }
-        let key = get_text(body, "circuit").ok_or_else(|| {
-            input("missing input: give 'qasm' (OpenQASM 2 text) or 'circuit' (a c/... key)")
-        })?;
-        self.load_circuit(&key).map(|c| (c, key))
+        let key = get_text(body, "circuit").ok_or(OpError::MissingInput(
+            "'qasm' or 'circuit': give 'qasm' (OpenQASM 2 text) or 'circuit' (a c/... key)",
+        ))?;
+        let circuit = self.load_circuit(&key)?;
+        Ok(CircuitInput { circuit, key })
     }
 
     fn load_circuit(&self, key: &str) -> Result<Circuit, OpError> {
         if let Some(c) = self.circuits.get(&key.to_string()) {
             return Ok((*c).clone());
         }
-        let text = self.read(key, "circuit")?;
         let text =
-            String::from_utf8(text).map_err(|_| input(format!("circuit '{key}' is not text")))?;
-        let circuit = crate::qasm::parse_limited(&text, self.max_gates)
-            .map_err(|e| input(format!("circuit '{key}' does not parse: {e}")))?;
-        self.check_gates(&circuit, &format!("circuit '{key}'"))?;
+            String::from_utf8(self.read(key, "circuit")?).map_err(|_| OpError::Malformed {
+                what: "circuit",
+                key: key.to_string(),
+                problem: "is not text",
+            })?;
+        let circuit =
+            crate::qasm::parse_limited(&text, self.max_gates).map_err(|source| OpError::Qasm {
+                origin: format!("circuit '{key}'"),
+                source,
+            })?;
+        self.check_gates(&circuit, || format!("circuit '{key}'"))?;
         self.circuits
             .insert(key.to_string(), Arc::new(circuit.clone()));
         Ok(circuit)
-    }
-
-    fn run_options(&self, body: &Map<String, Value>) -> Result<PlanOptions, OpError> {
-        let max_qubits: usize = get_number(body, "maxQubits")?
-            .ok_or_else(|| input("missing input 'maxQubits' (most qubits per fragment)"))?;
-        let allocation = match get_scalar(body, "allocation")?.as_deref() {
-            None | Some("weighted") => Allocation::Weighted,
-            Some("uniform") => Allocation::Uniform,
-            Some(other) => {
-                return Err(input(format!(
-                    "'allocation' must be weighted or uniform, got '{other}'"
-                )))
-            }
-        };
-        Ok(PlanOptions {
-            max_qubits,
-            max_cuts: get_number(body, "maxCuts")?,
-            shots: get_number(body, "shots")?,
-            seed: get_number(body, "seed")?.unwrap_or(0),
-            allocation,
-            observables: get_observables(body)?,
-            probabilities: get_bool(body, "probabilities", true)?,
-            project: get_bool(body, "project", false)?,
-        })
-    }
-
-    fn to_run_options(options: &PlanOptions) -> Result<RunOptions, OpError> {
-        let observables = options
-            .observables
-            .iter()
-            .map(|text| {
-                text.parse::<Observable>()
-                    .map(|o| (text.clone(), o))
-                    .map_err(|e| input(format!("bad observable '{text}': {e}")))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(RunOptions {
-            max_qubits: options.max_qubits,
-            max_cuts: options.max_cuts,
-            shots: options.shots,
-            seed: options.seed,
-            allocation: options.allocation,
-            observables,
-            probabilities: options.probabilities,
-            project: options.project,
-        })
     }
 
     /// Answers at once when that is cheap and safe: input errors, and `simulate` calls whose
@@ -356,17 +455,11 @@ impl Ops {
             return Some(Err(e));
         }
         match body.get("op").and_then(Value::as_str) {
-            None => Some(Err(input(format!("missing 'op' (one of {OPS})")))),
-            Some("simulate") => match self.simulate(body, None) {
-                Ok(Some(outputs)) => Some(Ok(outputs)),
-                Ok(None) => None,
-                Err(e) => Some(Err(e)),
-            },
+            None => Some(Err(OpError::MissingOp)),
+            Some("simulate") => self.simulate(body, None).transpose(),
             Some("cut" | "reconstruct" | "run") => None,
             Some(TEST_PANIC_OP) if test_ops_enabled() => None,
-            Some(other) => Some(Err(input(format!(
-                "unknown op '{other}' (expected one of {OPS})"
-            )))),
+            Some(other) => Some(Err(OpError::UnknownOp(other.to_string()))),
         }
     }
 
@@ -381,58 +474,56 @@ impl Ops {
             Some("cut") => self.cut(body, &sim),
             Some("simulate") => self
                 .simulate(body, Some(&sim))?
-                .ok_or_else(|| input("simulate produced no result")),
+                .ok_or(OpError::Internal("simulate produced no result")),
             Some("reconstruct") => self.reconstruct(body, &sim),
             Some("run") => self.run(body, &sim),
             Some(TEST_PANIC_OP) if test_ops_enabled() => {
                 panic!("the test op {TEST_PANIC_OP} panics on purpose")
             }
-            Some(other) => Err(input(format!(
-                "unknown op '{other}' (expected one of {OPS})"
-            ))),
-            None => Err(input(format!("missing 'op' (one of {OPS})"))),
+            Some(other) => Err(OpError::UnknownOp(other.to_string())),
+            None => Err(OpError::MissingOp),
         }
     }
 
     fn cut(&self, body: &Map<String, Value>, sim: &Simulator) -> Result<Outputs, OpError> {
-        let (circuit, circuit_key) = self.circuit_input(body)?;
-        let options = self.run_options(body)?;
+        let input = self.circuit_input(body)?;
+        let spec = get_run_spec(body)?;
         let batch_size = get_number::<usize>(body, "batchSize")?
             .unwrap_or(self.batch_size)
             .max(1);
-        let run_options = Self::to_run_options(&options)?;
-        let prepared = pipeline::prepare(&circuit, &run_options, sim)?;
+        let options = spec.resolve(input.circuit.num_qubits())?;
+        let prepared = pipeline::prepare(&input.circuit, &options, sim)?;
         let distinct = prepared.distinct_circuits();
         let mut entries: Vec<(String, Vec<u8>)> = Vec::with_capacity(distinct.len() + 1);
         let mut variant_keys = Vec::with_capacity(distinct.len());
         for (id, c) in &distinct {
-            let key = format!("c/{id}");
+            let key = format!("{}{id}", keys::CIRCUIT);
             entries.push((key.clone(), c.to_qasm().into_bytes()));
             variant_keys.push(key);
         }
-        let written: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if written > MAX_CUT_BYTES {
-            return Err(input(format!(
-                "the plan's {} variant circuits take {written} bytes, more than the {MAX_CUT_BYTES} one cut may store; allow wider fragments (maxQubits) or send a smaller circuit",
-                variant_keys.len()
-            )));
+        let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if bytes > MAX_CUT_BYTES {
+            return Err(OpError::CutTooLarge {
+                variants: variant_keys.len(),
+                bytes,
+            });
         }
         let mut batches = Vec::new();
         for chunk in variant_keys.chunks(batch_size) {
-            let value = serde_json::to_vec(chunk).map_err(|e| input(e.to_string()))?;
-            let key = format!("b/{}", blake3::hash(&value).to_hex());
+            let value = to_json("a batch", &chunk)?.into_bytes();
+            let key = keys::content_key(keys::BATCH, &value);
             entries.push((key.clone(), value));
             batches.push(key);
         }
         let record = PlanRecord {
-            circuit: circuit_key,
+            circuit: input.key,
             cuts: prepared.cut_positions(),
-            options,
+            options: options.spec,
             batches: batches.clone(),
             variants: variant_keys.len(),
         };
-        let value = serde_json::to_vec(&record).map_err(|e| input(e.to_string()))?;
-        let plan_key = format!("p/{}", blake3::hash(&value).to_hex());
+        let value = to_json("the plan", &record)?.into_bytes();
+        let plan_key = keys::content_key(keys::PLAN, &value);
         entries.push((plan_key.clone(), value));
         self.write_many(entries)?;
         Ok(Outputs {
@@ -442,7 +533,7 @@ impl Ops {
                 param("variants", variant_keys.len()),
                 param("cuts", record.cuts.len()),
             ],
-            result: Some(json!(batches).to_string()),
+            result: Some(to_json("the batch list", &batches)?),
         })
     }
 
@@ -455,18 +546,8 @@ impl Ops {
         if let Some(batch) = get_text(body, "batch") {
             return self.simulate_batch(&batch, compute);
         }
-        let (circuit, circuit_key) = self.circuit_input(body)?;
-        let observables: Vec<PauliString> = get_observables(body)?
-            .iter()
-            .map(|t| {
-                let p: PauliString = t
-                    .parse()
-                    .map_err(|e| input(format!("bad observable '{t}': {e}")))?;
-                p.check_width(circuit.num_qubits())
-                    .map_err(|e| input(format!("observable '{t}': {e}")))?;
-                Ok(p)
-            })
-            .collect::<Result<_, OpError>>()?;
+        let CircuitInput { circuit, key } = self.circuit_input(body)?;
+        let observables = parse_observables(&get_observables(body)?, circuit.num_qubits())?;
         let request = pipeline::SingleRequest {
             // Probabilities too large to store are not computed for nothing.
             probabilities: circuit.num_qubits() <= pipeline::MAX_CACHED_PROBABILITY_QUBITS,
@@ -483,11 +564,6 @@ impl Ops {
                 None => return Ok(None),
             }
         };
-        let expectation: Map<String, Value> = observables
-            .iter()
-            .zip(&result.expectations)
-            .map(|(p, v)| (p.to_string(), json!(v)))
-            .collect();
         // Only a key that is in the store now is returned: probabilities over
         // MAX_CACHED_PROBABILITY_QUBITS qubits are never stored, and a store write can fail.
         let probabilities_key = self
@@ -498,21 +574,27 @@ impl Ops {
                 self.cache
                     .lookup_kinds(&circuit, &[ResultKind::Probabilities])
                     .is_some()
-            })
-            .unwrap_or_default();
-        let summary = json!({
-            "circuit": circuit_key,
-            "numQubits": circuit.num_qubits(),
-            "probabilities": (!probabilities_key.is_empty()).then_some(&probabilities_key),
-            "expectation": expectation,
-        });
+            });
+        let summary = CircuitSummary {
+            circuit: &key,
+            expectation: observables
+                .iter()
+                .zip(&result.expectations)
+                .map(|(o, v)| (o.text.as_str(), *v))
+                .collect(),
+            num_qubits: circuit.num_qubits(),
+            probabilities: probabilities_key.as_deref(),
+        };
         Ok(Some(Outputs {
             parameters: vec![
-                param("circuit", &circuit_key),
-                param("probabilities", &probabilities_key),
+                param("circuit", &key),
+                param(
+                    "probabilities",
+                    probabilities_key.as_deref().unwrap_or_default(),
+                ),
                 param("simulated", u8::from(result.simulated)),
             ],
-            result: Some(summary.to_string()),
+            result: Some(to_json("the summary", &summary)?),
         }))
     }
 
@@ -521,70 +603,90 @@ impl Ops {
         batch: &str,
         compute: Option<&Simulator>,
     ) -> Result<Option<Outputs>, OpError> {
-        let keys: Vec<String> = serde_json::from_slice(&self.read(batch, "batch")?)
-            .map_err(|_| input(format!("batch '{batch}' is not a list of circuit keys")))?;
+        let keys: Vec<String> =
+            serde_json::from_slice(&self.read(batch, "batch")?).map_err(|_| {
+                OpError::Malformed {
+                    what: "batch",
+                    key: batch.to_string(),
+                    problem: "is not a list of circuit keys",
+                }
+            })?;
         let circuits: Vec<Circuit> = keys
             .iter()
             .map(|k| self.load_circuit(k))
             .collect::<Result<_, _>>()?;
-        let Some(sim) = compute else {
-            let refs: Vec<&Circuit> = circuits.iter().collect();
-            let all_cached = self
-                .cache
-                .lookup_many_if_known::<Vec<f64>>(&refs, &ResultKind::Probabilities)
-                .iter()
-                .all(Option::is_some);
-            if !all_cached {
-                return Ok(None);
-            }
-            return Ok(Some(batch_outputs(batch, keys.len(), 0)));
-        };
-        // One batched cache pass: reads, leases and writes grouped, equivalent circuits once.
         let refs: Vec<&Circuit> = circuits.iter().collect();
-        let sources = sim.install(|| {
-            self.cache
-                .get_or_compute_many(&refs, &ResultKind::Probabilities, |i| {
-                    pipeline::exact_probabilities(sim, refs[i])
-                })
-                .map(|results| {
-                    results
-                        .into_iter()
-                        .map(|(_, source)| source)
-                        .collect::<Vec<_>>()
-                })
-        });
-        let sources = sources?;
-        let simulated = sources
-            .iter()
-            .filter(|s| **s == crate::cache::Source::Computed)
-            .count();
-        Ok(Some(batch_outputs(batch, keys.len(), simulated)))
+        let simulated = match compute {
+            None => {
+                let all_cached = self
+                    .cache
+                    .lookup_many_if_known::<Vec<f64>>(&refs, &ResultKind::Probabilities)
+                    .iter()
+                    .all(Option::is_some);
+                if !all_cached {
+                    return Ok(None);
+                }
+                0
+            }
+            // One batched cache pass: reads, leases and writes grouped, equivalent circuits once.
+            Some(sim) => sim
+                .install(|| {
+                    self.cache
+                        .get_or_compute_many(&refs, &ResultKind::Probabilities, |i| {
+                            pipeline::exact_probabilities(sim, refs[i])
+                        })
+                })?
+                .iter()
+                .filter(|(_, source)| *source == Source::Computed)
+                .count(),
+        };
+        let summary = BatchSummary {
+            batch,
+            cached: keys.len() - simulated,
+            circuits: keys.len(),
+            simulated,
+        };
+        Ok(Some(Outputs {
+            parameters: vec![
+                param("simulated", simulated),
+                param("cached", summary.cached),
+            ],
+            result: Some(to_json("the summary", &summary)?),
+        }))
     }
 
-    fn load_plan(
-        &self,
-        plan_key: &str,
-        sim: &Simulator,
-    ) -> Result<(PlanRecord, Circuit, RunOptions, pipeline::Prepared), OpError> {
-        let record: PlanRecord = serde_json::from_slice(&self.read(plan_key, "plan")?)
-            .map_err(|_| input(format!("plan '{plan_key}' does not decode")))?;
+    fn load_plan(&self, plan_key: &str, sim: &Simulator) -> Result<LoadedPlan, OpError> {
+        let record: PlanRecord =
+            serde_json::from_slice(&self.read(plan_key, "plan")?).map_err(|_| {
+                OpError::Malformed {
+                    what: "plan",
+                    key: plan_key.to_string(),
+                    problem: "does not decode",
+                }
+            })?;
         let circuit = self.load_circuit(&record.circuit)?;
-        let options = Self::to_run_options(&record.options)?;
+        let options = record.options.resolve(circuit.num_qubits())?;
         let prepared = pipeline::prepare_with_cuts(&circuit, &record.cuts, &options, sim)?;
-        Ok((record, circuit, options, prepared))
+        Ok(LoadedPlan {
+            record,
+            circuit,
+            options,
+            prepared,
+        })
     }
 
     fn reconstruct(&self, body: &Map<String, Value>, sim: &Simulator) -> Result<Outputs, OpError> {
-        let plan_key = get_text(body, "plan")
-            .ok_or_else(|| input("missing input 'plan' (the p/... key that cut produced)"))?;
-        let (record, circuit, options, prepared) = self.load_plan(&plan_key, sim)?;
-        let mut probs_of = std::collections::HashMap::new();
-        let mut missing = 0usize;
-        let distinct = prepared.distinct_circuits();
+        let plan_key = get_text(body, "plan").ok_or(OpError::MissingInput(
+            "'plan' (the p/... key that cut produced)",
+        ))?;
+        let plan = self.load_plan(&plan_key, sim)?;
+        let distinct = plan.prepared.distinct_circuits();
         let circuits: Vec<&Circuit> = distinct.iter().map(|(_, c)| *c).collect();
         let found = self
             .cache
             .lookup_many::<Vec<f64>>(&circuits, &ResultKind::Probabilities);
+        let mut probs_of = std::collections::HashMap::new();
+        let mut missing = 0usize;
         for ((id, _), probs) in distinct.iter().zip(found) {
             match probs {
                 Some(p) => {
@@ -594,27 +696,30 @@ impl Ops {
             }
         }
         if missing > 0 {
-            return Err(input(format!(
-                "{missing} of {} fragment variants of plan '{plan_key}' have no result in the cache; run simulate on every batch of the plan ({} batches) first",
-                record.variants,
-                record.batches.len()
-            )));
+            return Err(OpError::MissingResults {
+                missing,
+                variants: plan.record.variants,
+                plan: plan_key,
+                batches: plan.record.batches.len(),
+            });
         }
-        let output =
-            pipeline::reconstruct(circuit.num_qubits(), &prepared, &probs_of, &options, sim)?;
-        self.store_output(&plan_key, &output, &options)
+        let output = pipeline::reconstruct(
+            plan.circuit.num_qubits(),
+            &plan.prepared,
+            &probs_of,
+            &plan.options,
+            sim,
+        )?;
+        self.store_output(&plan_key, &output, &plan.options)
     }
 
     fn run(&self, body: &Map<String, Value>, sim: &Simulator) -> Result<Outputs, OpError> {
-        let (circuit, circuit_key) = self.circuit_input(body)?;
-        let options = self.run_options(body)?;
-        let run_options = Self::to_run_options(&options)?;
-        let output = pipeline::run(&circuit, &run_options, sim, Some(&self.cache), &|_, _| {})?;
-        let identity = format!(
-            "{circuit_key}|{}",
-            serde_json::to_string(&options).unwrap_or_default()
-        );
-        self.store_output(&identity, &output, &run_options)
+        let input = self.circuit_input(body)?;
+        let spec = get_run_spec(body)?;
+        let options = spec.resolve(input.circuit.num_qubits())?;
+        let output = pipeline::run(&input.circuit, &options, sim, Some(&self.cache), &|_, _| {})?;
+        let identity = format!("{}|{}", input.key, to_json("the run spec", &spec)?);
+        self.store_output(&identity, &output, &options)
     }
 
     fn store_output(
@@ -624,42 +729,37 @@ impl Ops {
         options: &RunOptions,
     ) -> Result<Outputs, OpError> {
         let mut text = Vec::new();
-        pipeline::write_run_json(&mut text, output, options.shots, options.seed)
-            .map_err(|e| input(e.to_string()))?;
-        let key = format!("o/{}", blake3::hash(identity.as_bytes()).to_hex());
+        let printed = RunPrinted::new(output, options.spec.shots, options.seed);
+        write_json(&mut text, &printed).map_err(|e| OpError::Encode {
+            what: "the output",
+            source: serde_json::Error::io(e),
+        })?;
+        let key = keys::content_key(keys::OUTPUT, identity.as_bytes());
         self.write(&key, &text)?;
-        let expectation: Map<String, Value> = output
-            .expectations
-            .iter()
-            .map(|(t, v, se)| (t.clone(), json!({"value": v, "stderr": se})))
-            .collect();
-        let summary = json!({
-            "output": key,
-            "numQubits": output.num_qubits,
-            "cuts": output.report.cuts.len(),
-            "expectation": expectation,
-        });
+        let summary = OutputSummary {
+            cuts: output.report.cuts.len(),
+            expectation: output
+                .expectations
+                .iter()
+                .map(|e| {
+                    let estimate = SummaryEstimate {
+                        stderr: e.stderr,
+                        value: e.value,
+                    };
+                    (e.text.as_str(), estimate)
+                })
+                .collect(),
+            num_qubits: output.num_qubits,
+            output: &key,
+        };
         Ok(Outputs {
             parameters: vec![param("output", &key)],
-            result: Some(summary.to_string()),
+            result: Some(to_json("the summary", &summary)?),
         })
-    }
-}
-
-fn batch_outputs(batch: &str, circuits: usize, simulated: usize) -> Outputs {
-    Outputs {
-        parameters: vec![
-            param("simulated", simulated),
-            param("cached", circuits - simulated),
-        ],
-        result: Some(
-            json!({"batch": batch, "circuits": circuits, "simulated": simulated, "cached": circuits - simulated})
-                .to_string(),
-        ),
     }
 }
 
 /// The store key of a circuit.
 pub fn circuit_key(circuit: &Circuit) -> String {
-    format!("c/{}", circuit.content_id())
+    format!("{}{}", keys::CIRCUIT, circuit.content_id())
 }

@@ -178,6 +178,59 @@ impl Observable {
     }
 }
 
+/// An observable as the user wrote it: `text` names it in every output, `observable` is what is
+/// computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedObservable {
+    pub text: String,
+    pub observable: Observable,
+}
+
+/// Why an observable a user gave cannot be used on a circuit.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ObservableInputError {
+    #[error("bad observable '{text}': {source}")]
+    Parse {
+        text: String,
+        source: ObservableError,
+    },
+    #[error("observable '{text}' has {got} qubits but the circuit has {expected}")]
+    Width {
+        text: String,
+        got: usize,
+        expected: usize,
+    },
+}
+
+/// The one parser of user observables (command-line flags, plugin inputs, stored plans): each
+/// text is parsed and checked against the circuit's width, in the order given.
+pub fn parse_observables(
+    texts: &[String],
+    num_qubits: usize,
+) -> Result<Vec<NamedObservable>, ObservableInputError> {
+    texts
+        .iter()
+        .map(|text| {
+            let observable: Observable =
+                text.parse().map_err(|source| ObservableInputError::Parse {
+                    text: text.clone(),
+                    source,
+                })?;
+            if observable.num_qubits() != num_qubits {
+                return Err(ObservableInputError::Width {
+                    text: text.clone(),
+                    got: observable.num_qubits(),
+                    expected: num_qubits,
+                });
+            }
+            Ok(NamedObservable {
+                text: text.clone(),
+                observable,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +255,23 @@ mod tests {
         assert_eq!(o.terms[1].1.to_string(), "XIX");
         assert!("ZZ + X".parse::<Observable>().is_err());
         assert!("abc*ZZ".parse::<Observable>().is_err());
+    }
+
+    #[test]
+    fn user_observables_are_parsed_and_sized_in_one_place() {
+        let texts = vec!["ZZ".to_string(), "0.5*XX - YY".to_string()];
+        let parsed = parse_observables(&texts, 2).unwrap();
+        assert_eq!(parsed[1].text, "0.5*XX - YY");
+        assert_eq!(parsed[1].observable.terms.len(), 2);
+        let wide = parse_observables(&texts, 3).unwrap_err();
+        assert_eq!(
+            wide.to_string(),
+            "observable 'ZZ' has 2 qubits but the circuit has 3"
+        );
+        let bad = parse_observables(&["ZQ".to_string()], 2).unwrap_err();
+        assert!(
+            bad.to_string().starts_with("bad observable 'ZQ': "),
+            "{bad}"
+        );
     }
 }

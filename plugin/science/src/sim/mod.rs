@@ -96,7 +96,7 @@ pub fn state_bytes(num_qubits: usize) -> u128 {
 }
 
 /// Simulator settings. Cheap to clone; the thread pool is shared.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Simulator {
     pool: Option<Arc<rayon::ThreadPool>>,
     memory_limit: Option<u128>,

@@ -31,8 +31,8 @@
 //! Global phase is dropped (the graph's scalar is not part of the ID): the cache stores
 //! probabilities and expectation values, which do not see it.
 
-use crate::circuit::{Circuit, Gate};
 use num_rational::Rational64;
+use quargo_science::circuit::{Circuit, Gate};
 use quizx::gate::{GType, Gate as ZGate};
 use quizx::graph::{EType, GraphLike, VType};
 use quizx::phase::Phase;
@@ -813,7 +813,7 @@ fn petgraph_of(g: &ReducedGraph) -> petgraph::graph::UnGraph<VertexLabel, u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qasm::parse;
+    use quargo_science::qasm::parse;
 
     fn id(body: &str, n: usize) -> CircuitId {
         let src = format!("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{n}];\n{body}");
@@ -895,8 +895,8 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::sim::Simulator;
     use num_complex::Complex64;
+    use quargo_science::sim::Simulator;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 

@@ -15,6 +15,15 @@ struct Entries<K, V> {
     total: usize,
 }
 
+impl<K, V> std::fmt::Debug for Recent<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recent")
+            .field("capacity", &self.capacity)
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct Recent<K, V> {
     inner: Mutex<Entries<K, V>>,
     capacity: usize,

@@ -10,7 +10,7 @@
 //! - `meta`: `seq`, `bytes` and `counter:NAME` -> u64 LE
 //!
 //! Size bound: the map size is the bound. Recomputable entries (cache results and memos,
-//! [`super::EVICTABLE_PREFIXES`]) are evicted first; data (circuits, plans, jobs) is reclaimed,
+//! [`super::keys::EVICTABLE`]) are evicted first; data (circuits, plans, jobs) is reclaimed,
 //! least recently used first, only when evicting every cache entry would not make room, so a full
 //! store never stays full (a reclaimed plan is made again by re-running its workflow's `cut`).
 //! Puts evict the least recently used evictable entries once the values
@@ -63,6 +63,14 @@ struct Shared {
 fn registry() -> &'static Mutex<HashMap<PathBuf, &'static Shared>> {
     static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, &'static Shared>>> = OnceLock::new();
     REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl std::fmt::Debug for LmdbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LmdbStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 pub struct LmdbStore {

@@ -1,7 +1,7 @@
 //! Wire cutting: where to cut ([`find`]), what the cut leaves ([`plan`]), which circuits to run
 //! ([`variants`]) and how to stitch their results together ([`reconstruct`]).
 //!
-//! The science only: nothing here simulates, schedules or stores; see [`crate::pipeline`] for the
+//! The science only: nothing here simulates, schedules or stores; see `quargo::pipeline` for the
 //! local run that ties it to the simulator.
 
 pub mod find;

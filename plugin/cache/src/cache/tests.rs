@@ -2,9 +2,9 @@
 //! tolerated, single-flight across threads, degradation on a dead store.
 
 use super::*;
-use crate::qasm::parse;
 use crate::store::lmdb::LmdbStore;
 use crate::store::redis::{RedisOptions, RedisStore};
+use quargo_science::qasm::parse;
 use std::sync::atomic::AtomicUsize;
 
 fn circuit(body: &str, n: usize) -> Circuit {
@@ -33,7 +33,7 @@ fn temp_cache(options: CacheOptions) -> (Cache, std::path::PathBuf) {
 }
 
 fn probs(c: &Circuit) -> Result<Vec<f64>, String> {
-    let sim = crate::sim::Simulator::new();
+    let sim = quargo_science::sim::Simulator::new();
     Ok(sim
         .run(c)
         .map_err(|e| e.to_string())?

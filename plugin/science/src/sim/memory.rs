@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// The process-wide budget.
+#[derive(Debug)]
 pub struct Budget {
     capacity: AtomicU64,
     reserved: AtomicU64,

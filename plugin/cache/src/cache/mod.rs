@@ -12,12 +12,12 @@ pub mod codec;
 pub mod id;
 pub mod recent;
 
-use crate::circuit::Circuit;
 use crate::store::{Store, StoreError, StoreStats};
 use codec::{CacheValue, Refused};
 use id::{
     decode_proof, encode_proof, proof_graph, proven_equal, CircuitId, IdError, ReducedGraph, RECIPE,
 };
+use quargo_science::circuit::Circuit;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,9 +77,10 @@ pub enum Source {
 }
 
 /// Store key prefix of results; memo entries (content ID -> circuit ID) live under `m/`.
-pub const RESULT_PREFIX: &str = crate::store::EVICTABLE_PREFIXES[0];
-pub const MEMO_PREFIX: &str = crate::store::EVICTABLE_PREFIXES[1];
+pub const RESULT_PREFIX: &str = crate::store::keys::RESULT;
+pub const MEMO_PREFIX: &str = crate::store::keys::MEMO;
 
+#[derive(Clone)]
 struct Key {
     /// Short store key: a hash of `text`.
     store: String,
@@ -122,20 +123,40 @@ pub enum Event {
     ToleranceRejected,
 }
 
-const EVENTS: [(Event, &str); 9] = [
-    (Event::Hit, "hits"),
-    (Event::Miss, "misses"),
-    (Event::CollisionRejected, "collisions_rejected"),
-    (Event::Corrupt, "corrupt_values"),
-    (Event::StoreError, "store_errors"),
-    (Event::Waited, "single_flight_waits"),
-    (Event::WaitTimeout, "wait_timeouts"),
-    (Event::IdError, "id_errors"),
-    (Event::ToleranceRejected, "tolerance_rejected"),
-];
+impl Event {
+    /// Every event, in counter order: the one table behind `quargo cache stats` (counters summed
+    /// over every process) and `/metrics` (`quargo_cache_events_total{event=...}`, this process).
+    pub const ALL: [Event; 9] = [
+        Event::Hit,
+        Event::Miss,
+        Event::CollisionRejected,
+        Event::Corrupt,
+        Event::StoreError,
+        Event::Waited,
+        Event::WaitTimeout,
+        Event::IdError,
+        Event::ToleranceRejected,
+    ];
 
-fn event_index(event: Event) -> usize {
-    EVENTS.iter().position(|(e, _)| *e == event).unwrap_or(0)
+    /// The event's name in counters, stats and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Hit => "hits",
+            Event::Miss => "misses",
+            Event::CollisionRejected => "collisions_rejected",
+            Event::Corrupt => "corrupt_values",
+            Event::StoreError => "store_errors",
+            Event::Waited => "single_flight_waits",
+            Event::WaitTimeout => "wait_timeouts",
+            Event::IdError => "id_errors",
+            Event::ToleranceRejected => "tolerance_rejected",
+        }
+    }
+
+    /// Position in [`Event::ALL`] (the declaration order).
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -267,6 +288,54 @@ enum Lookup<V> {
     Rejected,
 }
 
+/// One result asked of the lookup engine ([`Cache::lookup_batch`]): whose, under which key, and
+/// the asked circuit's proof (encoded once: a waiter looks up many times).
+struct Asked<'a> {
+    id: &'a CircuitId,
+    key: Key,
+    proof: Vec<u8>,
+}
+
+impl<'a> Asked<'a> {
+    /// A copy borrowing the same ID.
+    fn clone_ref(&self) -> Asked<'a> {
+        Asked {
+            id: self.id,
+            key: self.key.clone(),
+            proof: self.proof.clone(),
+        }
+    }
+
+    fn new(id: &'a CircuitId, kind: &ResultKind) -> Asked<'a> {
+        Asked {
+            id,
+            key: result_key(&id.digest, kind),
+            proof: proof_of(id),
+        }
+    }
+}
+
+/// A result key that missed in a batch, and the circuits of the batch it answers.
+struct Miss {
+    key: Key,
+    proof: Vec<u8>,
+    /// The circuit whose ID and computation stand for the group.
+    first: usize,
+    /// Every circuit it answers (`first` included): same key, within the tolerance.
+    circuits: Vec<usize>,
+}
+
+/// How the misses of a batch were leased.
+struct Leases {
+    owner: String,
+    /// Misses this worker computes (leased, still absent).
+    ours: Vec<usize>,
+    /// Misses another worker holds: waited for.
+    theirs: Vec<usize>,
+    /// Keys leased but found filled in the meantime: released unused.
+    released_unused: Vec<String>,
+}
+
 /// Cache statistics: the store's view plus this process's unflushed counters.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CacheStats {
@@ -277,12 +346,22 @@ pub struct CacheStats {
     pub memo_entries: u64,
 }
 
+/// Shows the store and the options; the counters are read through [`Cache::stats`].
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("store", &self.store.location())
+            .field("tolerance", &self.options.tolerance)
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct Cache {
     store: Arc<dyn Store>,
     /// Events since this cache was made (monotonic: metrics read them).
-    counts: [AtomicU64; EVENTS.len()],
+    counts: [AtomicU64; Event::ALL.len()],
     /// How much of `counts` has been added to the store's counters.
-    flushed: [AtomicU64; EVENTS.len()],
+    flushed: [AtomicU64; Event::ALL.len()],
     warned: Mutex<HashSet<String>>,
     owner_prefix: String,
     next_owner: AtomicU64,
@@ -335,12 +414,12 @@ impl Cache {
     }
 
     pub fn count(&self, event: Event) {
-        self.counts[event_index(event)].fetch_add(1, Ordering::Relaxed);
+        self.counts[event.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// This process's count of `event` since the cache was made (flushed or not).
     pub fn local_count(&self, event: Event) -> u64 {
-        self.counts[event_index(event)].load(Ordering::Relaxed)
+        self.counts[event.index()].load(Ordering::Relaxed)
     }
 
     /// Counts the event and logs the error, once per kind of error.
@@ -499,16 +578,15 @@ impl Cache {
     }
 
     fn lookup_kinds_of(&self, id: &CircuitId, kinds: &[ResultKind]) -> Option<Vec<Vec<u8>>> {
-        let keys: Vec<Key> = kinds.iter().map(|k| result_key(&id.digest, k)).collect();
-        let stores: Vec<String> = keys.iter().map(|k| k.store.clone()).collect();
-        let proof = proof_of(id);
-        let mut values = Vec::with_capacity(kinds.len());
-        for (key, fetched) in keys.iter().zip(self.fetch_many(&stores)) {
-            match self.lookup_in::<codec::Raw>(Ok(fetched), key, id, &proof) {
-                Lookup::Found(codec::Raw(v)) => values.push(v),
-                _ => return None,
-            }
-        }
+        let asked: Vec<Asked> = kinds.iter().map(|k| Asked::new(id, k)).collect();
+        let values = self
+            .lookup_batch::<codec::Raw>(&asked)
+            .into_iter()
+            .map(|found| match found {
+                Lookup::Found(codec::Raw(v)) => Some(v),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
         for _ in &values {
             self.count(Event::Hit);
         }
@@ -539,10 +617,10 @@ impl Cache {
         kind: &ResultKind,
         compute: impl FnOnce() -> Result<V, E>,
     ) -> Result<(V, Source), E> {
-        let key = result_key(&id.digest, kind);
-        let proof = proof_of(id);
+        let asked = Asked::new(id, kind);
+        let (key, proof) = (&asked.key, &asked.proof);
         // A memo computed here is written with the result, or on its own when none is written.
-        let first = self.lookup(&key, id, &proof);
+        let first = self.lookup(&asked);
         let was_absent = matches!(first, Lookup::Absent);
         if let Lookup::Found(v) = first {
             self.count(Event::Hit);
@@ -566,14 +644,14 @@ impl Cache {
                     let lease = self.hold(&key.store, &owner);
                     // Another worker may have finished between our miss and our lease.
                     if was_absent {
-                        if let Lookup::Found(v) = self.lookup(&key, id, &proof) {
+                        if let Lookup::Found(v) = self.lookup(&asked) {
                             self.count(Event::Waited);
                             self.write_memo(memo.take());
                             return Ok((v, Source::Waited));
                         }
                     }
                     let v = compute()?;
-                    self.save(&key, &proof, &v, memo.take(), Some(&lease));
+                    self.save(key, proof, &v, memo.take(), Some(&lease));
                     return Ok((v, Source::Computed));
                 }
                 Ok(false) => {
@@ -586,12 +664,12 @@ impl Cache {
                             ),
                         );
                         let v = compute()?;
-                        self.save(&key, &proof, &v, memo.take(), None);
+                        self.save(key, proof, &v, memo.take(), None);
                         return Ok((v, Source::Computed));
                     }
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_millis(50));
-                    if let Lookup::Found(v) = self.lookup(&key, id, &proof) {
+                    if let Lookup::Found(v) = self.lookup(&asked) {
                         self.count(Event::Waited);
                         self.write_memo(memo.take());
                         return Ok((v, Source::Waited));
@@ -602,7 +680,7 @@ impl Cache {
                 Err(e) => {
                     self.degrade(Event::StoreError, &e);
                     let v = compute()?;
-                    self.save(&key, &proof, &v, memo.take(), None);
+                    self.save(key, proof, &v, memo.take(), None);
                     return Ok((v, Source::Computed));
                 }
             }
@@ -651,37 +729,29 @@ impl Cache {
         self.lookup_with_ids(self.ids_of(circuits), kind)
     }
 
-    /// The results of `kind` for circuits whose IDs are given.
+    /// The results of `kind` for circuits whose IDs are given (their memos written on the way).
     fn lookup_with_ids<V: CacheValue>(
         &self,
         ids: Vec<Result<(CircuitId, Option<Entry>), IdError>>,
         kind: &ResultKind,
     ) -> Vec<Option<V>> {
-        let keys: Vec<Option<Key>> = ids
+        let memos: Vec<Entry> = ids
             .iter()
-            .map(|id| id.as_ref().ok().map(|(id, _)| result_key(&id.digest, kind)))
+            .filter_map(|id| id.as_ref().ok()?.1.clone())
             .collect();
-        let stores: Vec<String> = keys.iter().flatten().map(|k| k.store.clone()).collect();
-        let mut fetched = self.fetch_many(&stores).into_iter();
-        let mut memos = Vec::new();
-        let found = ids
+        let asked: Vec<(usize, Asked)> = ids
             .iter()
-            .zip(keys)
-            .map(|(id, key)| {
-                let (Ok((id, memo)), Some(key)) = (id, key) else {
-                    return None;
-                };
-                memos.extend(memo.clone());
-                let value = fetched.next().unwrap_or(None);
-                match self.lookup_in::<V>(Ok(value), &key, id, &proof_of(id)) {
-                    Lookup::Found(v) => {
-                        self.count(Event::Hit);
-                        Some(v)
-                    }
-                    _ => None,
-                }
-            })
+            .enumerate()
+            .filter_map(|(i, id)| Some((i, Asked::new(&id.as_ref().ok()?.0, kind))))
             .collect();
+        let (positions, asked): (Vec<usize>, Vec<Asked>) = asked.into_iter().unzip();
+        let mut found: Vec<Option<V>> = ids.iter().map(|_| None).collect();
+        for (i, lookup) in positions.into_iter().zip(self.lookup_batch::<V>(&asked)) {
+            if let Lookup::Found(v) = lookup {
+                self.count(Event::Hit);
+                found[i] = Some(v);
+            }
+        }
         if !memos.is_empty() {
             if let Err(e) = self.store.put_many(&memos) {
                 self.degrade(Event::StoreError, &e);
@@ -706,71 +776,96 @@ impl Cache {
         E: Send,
         F: Fn(usize) -> Result<V, E> + Sync,
     {
-        use rayon::prelude::*;
         let ids = self.ids_of(circuits);
         let mut out: Vec<Option<(V, Source)>> = (0..circuits.len()).map(|_| None).collect();
+        let (misses, mut pending) = self.first_lookups(&ids, kind, &mut out);
+        let leases = self.lease_misses(&ids, &misses, &mut out);
+        let first_error = self.compute_ours(&misses, &leases, &compute, &mut pending, &mut out);
+        self.write_and_release(&misses, &leases, &pending);
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        self.wait_for_theirs(&ids, &misses, &leases, kind, &compute, &mut out)?;
+        // Circuits without an ID (and, defensively, any left without a result) are computed here.
+        out.into_iter()
+            .enumerate()
+            .map(|(i, o)| match o {
+                Some(result) => Ok(result),
+                None => compute(i).map(|v| (v, Source::Computed)),
+            })
+            .collect()
+    }
+
+    /// Phase 1: one store read for every result key. Hits fill `out`; misses are grouped by key
+    /// (equivalent circuits of one batch share a computation, within the tolerance). Returns the
+    /// misses and the memos computed on the way (written with the results).
+    fn first_lookups<V: CacheValue>(
+        &self,
+        ids: &[Result<(CircuitId, Option<Entry>), IdError>],
+        kind: &ResultKind,
+        out: &mut [Option<(V, Source)>],
+    ) -> (Vec<Miss>, Vec<Entry>) {
         let mut pending: Vec<Entry> = Vec::new();
-        // Results: one store read for every key.
-        let result_keys: Vec<Option<Key>> = ids
-            .iter()
-            .map(|id| id.as_ref().ok().map(|(id, _)| result_key(&id.digest, kind)))
-            .collect();
-        let stores: Vec<String> = result_keys
-            .iter()
-            .flatten()
-            .map(|k| k.store.clone())
-            .collect();
-        let mut fetched = self.fetch_many(&stores).into_iter();
-        // Misses grouped by result key: (key, proof, graph index, circuit indices).
-        let mut misses: Vec<(Key, Vec<u8>, usize, Vec<usize>)> = Vec::new();
+        let mut asked: Vec<(usize, Asked)> = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            match id {
+                Ok((id, memo)) => {
+                    pending.extend(memo.clone());
+                    asked.push((i, Asked::new(id, kind)));
+                }
+                // Computed at the end, without the cache.
+                Err(e) => self.degrade(Event::IdError, e),
+            }
+        }
+        let mut misses: Vec<Miss> = Vec::new();
         let mut miss_of: HashMap<String, usize> = HashMap::new();
-        for ((i, id), key) in ids.iter().enumerate().zip(result_keys) {
-            let ((id, memo), Some(key)) = (
-                match id {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Computed at the end, without the cache.
-                        self.degrade(Event::IdError, e);
-                        continue;
-                    }
-                },
-                key,
-            ) else {
-                continue;
-            };
-            let value = fetched.next().unwrap_or(None);
-            pending.extend(memo.clone());
-            if let Some(&m) = miss_of.get(&key.store) {
+        let (positions, asked): (Vec<usize>, Vec<Asked>) = asked.into_iter().unzip();
+        let found = self.lookup_batch::<V>(&asked);
+        for ((i, a), lookup) in positions.into_iter().zip(asked).zip(found) {
+            if let Some(&m) = miss_of.get(&a.key.store) {
                 // One computation answers for both only within the tolerance; else this one is
                 // computed on its own in the final pass.
-                let first = &ids[misses[m].2];
-                if let Ok((first, _)) = first {
-                    if self.within_tolerance(&first.precision, &id.precision) {
-                        misses[m].3.push(i);
+                if let Ok((first, _)) = &ids[misses[m].first] {
+                    if self.within_tolerance(&first.precision, &a.id.precision) {
+                        misses[m].circuits.push(i);
                     }
                 }
                 continue;
             }
-            let proof = proof_of(id);
-            match self.lookup_in::<V>(Ok(value), &key, id, &proof) {
+            match lookup {
                 Lookup::Found(v) => {
                     self.count(Event::Hit);
                     out[i] = Some((v, Source::Hit));
                 }
                 _ => {
                     self.count(Event::Miss);
-                    miss_of.insert(key.store.clone(), misses.len());
-                    misses.push((key, proof, i, vec![i]));
+                    miss_of.insert(a.key.store.clone(), misses.len());
+                    misses.push(Miss {
+                        key: a.key,
+                        proof: a.proof,
+                        first: i,
+                        circuits: vec![i],
+                    });
                 }
             }
         }
-        // Equivalent circuits of one batch share a key: later ones are hits on the first.
+        (misses, pending)
+    }
+
+    /// Phase 2: one store write leases every miss. Keys filled by another worker between the
+    /// lookups and the leases are taken from the store and released unused.
+    fn lease_misses<V: CacheValue + Clone>(
+        &self,
+        ids: &[Result<(CircuitId, Option<Entry>), IdError>],
+        misses: &[Miss],
+        out: &mut [Option<(V, Source)>],
+    ) -> Leases {
         let owner = format!(
             "{}:{}",
             self.owner_prefix,
             self.next_owner.fetch_add(1, Ordering::Relaxed)
         );
-        let keys: Vec<String> = misses.iter().map(|m| m.0.store.clone()).collect();
+        let keys: Vec<String> = misses.iter().map(|m| m.key.store.clone()).collect();
         let leased = match self
             .store
             .try_lease_many(&keys, &owner, self.options.lease_ttl)
@@ -781,47 +876,86 @@ impl Cache {
                 vec![false; keys.len()]
             }
         };
-        let (mut ours, theirs): (Vec<usize>, Vec<usize>) =
-            (0..misses.len()).partition(|&m| leased[m]);
-        // Another worker may have finished between our lookups and our leases.
+        let (ours, theirs): (Vec<usize>, Vec<usize>) =
+            (0..misses.len()).partition(|&m| leased.get(m).copied().unwrap_or(false));
+        let asked: Vec<Option<Asked>> = ours
+            .iter()
+            .map(|&m| {
+                let miss = &misses[m];
+                let (id, _) = ids[miss.first].as_ref().ok()?;
+                Some(Asked {
+                    id,
+                    key: miss.key.clone(),
+                    proof: miss.proof.clone(),
+                })
+            })
+            .collect();
+        let checkable: Vec<Asked> = asked.iter().flatten().map(Asked::clone_ref).collect();
+        let mut found = self.lookup_batch::<V>(&checkable).into_iter();
+        let mut still_ours = Vec::with_capacity(ours.len());
         let mut released_unused = Vec::new();
-        ours.retain(|&m| {
-            let (key, proof, first, indices) = &misses[m];
-            let id = match &ids[*first] {
-                Ok((id, _)) => id,
-                Err(_) => return true,
+        for (&m, asked) in ours.iter().zip(&asked) {
+            let refilled = match asked {
+                Some(_) => found.next(),
+                None => None,
             };
-            match self.lookup::<V>(key, id, proof) {
-                Lookup::Found(v) => {
+            match refilled {
+                Some(Lookup::Found(v)) => {
                     self.count(Event::Waited);
-                    for &i in indices {
+                    for &i in &misses[m].circuits {
                         out[i] = Some((v.clone(), Source::Waited));
                     }
-                    released_unused.push(key.store.clone());
-                    false
+                    released_unused.push(misses[m].key.store.clone());
                 }
-                _ => true,
-            }
-        });
-        if let Ok(mut held) = self.keeper.held.lock() {
-            for &m in &ours {
-                held.insert(misses[m].0.store.clone(), owner.clone());
+                _ => still_ours.push(m),
             }
         }
-        let computed: Vec<(usize, Result<V, E>)> = ours
+        if let Ok(mut held) = self.keeper.held.lock() {
+            for &m in &still_ours {
+                held.insert(misses[m].key.store.clone(), owner.clone());
+            }
+        }
+        Leases {
+            owner,
+            ours: still_ours,
+            theirs,
+            released_unused,
+        }
+    }
+
+    /// Phase 3: the misses this worker leased, computed in parallel; results sealed into
+    /// `pending`. Returns the first error (the other results are still written).
+    fn compute_ours<V, E, F>(
+        &self,
+        misses: &[Miss],
+        leases: &Leases,
+        compute: &F,
+        pending: &mut Vec<Entry>,
+        out: &mut [Option<(V, Source)>],
+    ) -> Option<E>
+    where
+        V: CacheValue + Clone + Send + Sync,
+        E: Send,
+        F: Fn(usize) -> Result<V, E> + Sync,
+    {
+        use rayon::prelude::*;
+        let computed: Vec<(usize, Result<V, E>)> = leases
+            .ours
             .par_iter()
-            .map(|&m| (m, compute(misses[m].2)))
+            .map(|&m| (m, compute(misses[m].first)))
             .collect();
         let mut first_error = None;
         for (m, result) in computed {
             match result {
                 Ok(v) => {
-                    let (key, proof, _, indices) = &misses[m];
+                    let miss = &misses[m];
                     pending.push((
-                        key.store.clone(),
-                        self.options.sealer.seal(&key.text, proof, &v.encode()),
+                        miss.key.store.clone(),
+                        self.options
+                            .sealer
+                            .seal(&miss.key.text, &miss.proof, &v.encode()),
                     ));
-                    for (n, &i) in indices.iter().enumerate() {
+                    for (n, &i) in miss.circuits.iter().enumerate() {
                         let source = if n == 0 {
                             Source::Computed
                         } else {
@@ -835,27 +969,54 @@ impl Cache {
                 }
             }
         }
-        let mut our_keys: Vec<String> = ours.iter().map(|&m| keys[m].clone()).collect();
-        our_keys.extend(released_unused);
+        first_error
+    }
+
+    /// Phase 4: one store write for every result and memo, releasing this worker's leases.
+    fn write_and_release(&self, misses: &[Miss], leases: &Leases, pending: &[Entry]) {
+        let mut our_keys: Vec<String> = leases
+            .ours
+            .iter()
+            .map(|&m| misses[m].key.store.clone())
+            .collect();
+        our_keys.extend(leases.released_unused.iter().cloned());
         if let Ok(mut held) = self.keeper.held.lock() {
             for key in &our_keys {
                 held.remove(key);
             }
         }
-        if let Err(e) = self.store.put_many_and_release(&pending, &our_keys, &owner) {
+        if let Err(e) = self
+            .store
+            .put_many_and_release(pending, &our_keys, &leases.owner)
+        {
             self.degrade(Event::StoreError, &e);
             for key in &our_keys {
-                let _ = self.store.release_lease(key, &owner);
+                let _ = self.store.release_lease(key, &leases.owner);
             }
         }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        // Keys another worker holds: wait for them as single calls do.
-        let waited = theirs
+    }
+
+    /// Phase 5: keys another worker holds are waited for as single calls do.
+    fn wait_for_theirs<V, E, F>(
+        &self,
+        ids: &[Result<(CircuitId, Option<Entry>), IdError>],
+        misses: &[Miss],
+        leases: &Leases,
+        kind: &ResultKind,
+        compute: &F,
+        out: &mut [Option<(V, Source)>],
+    ) -> Result<(), E>
+    where
+        V: CacheValue + Clone + Send + Sync,
+        E: Send,
+        F: Fn(usize) -> Result<V, E> + Sync,
+    {
+        use rayon::prelude::*;
+        let waited = leases
+            .theirs
             .par_iter()
             .map(|&m| {
-                let i = misses[m].2;
+                let i = misses[m].first;
                 let result = match &ids[i] {
                     Ok((id, _)) => self.get_or_compute_inner(id, None, kind, || compute(i)),
                     Err(_) => compute(i).map(|v| (v, Source::Computed)),
@@ -864,18 +1025,11 @@ impl Cache {
             })
             .collect::<Result<Vec<_>, E>>()?;
         for (m, (v, source)) in waited {
-            for &i in &misses[m].3 {
+            for &i in &misses[m].circuits {
                 out[i] = Some((v.clone(), source));
             }
         }
-        // Circuits without an ID (and, defensively, any left without a result) are computed here.
-        out.into_iter()
-            .enumerate()
-            .map(|(i, o)| match o {
-                Some(result) => Ok(result),
-                None => compute(i).map(|v| (v, Source::Computed)),
-            })
-            .collect()
+        Ok(())
     }
 
     fn hold(&self, key: &str, owner: &str) -> HeldLease<'_> {
@@ -890,8 +1044,34 @@ impl Cache {
         }
     }
 
-    fn lookup<V: CacheValue>(&self, key: &Key, id: &CircuitId, proof: &[u8]) -> Lookup<V> {
-        self.lookup_in(self.store.get(&key.store), key, id, proof)
+    /// One lookup: a batch of one.
+    fn lookup<V: CacheValue>(&self, asked: &Asked<'_>) -> Lookup<V> {
+        self.lookup_batch(std::slice::from_ref(asked))
+            .pop()
+            .unwrap_or(Lookup::Absent)
+    }
+
+    /// The lookup engine under every read of a result: one store read for all asked keys, each
+    /// value then checked by [`Cache::lookup_in`]. A failed read is counted once and rejects all.
+    fn lookup_batch<V: CacheValue>(&self, asked: &[Asked<'_>]) -> Vec<Lookup<V>> {
+        let stores: Vec<String> = asked.iter().map(|a| a.key.store.clone()).collect();
+        let fetched = match stores.as_slice() {
+            [] => return Vec::new(),
+            [one] => self.store.get(one).map(|v| vec![v]),
+            many => self.store.get_many(many),
+        };
+        match fetched {
+            Ok(values) if values.len() == asked.len() => asked
+                .iter()
+                .zip(values)
+                .map(|(a, value)| self.lookup_in(value, &a.key, a.id, &a.proof))
+                .collect(),
+            Ok(_) => asked.iter().map(|_| Lookup::Absent).collect(),
+            Err(e) => {
+                self.degrade(Event::StoreError, &e);
+                asked.iter().map(|_| Lookup::Rejected).collect()
+            }
+        }
     }
 
     fn within_tolerance(&self, a: &id::Precision, b: &id::Precision) -> bool {
@@ -903,18 +1083,13 @@ impl Cache {
     /// the caller (a waiter looks up many times).
     fn lookup_in<V: CacheValue>(
         &self,
-        fetched: Result<Option<Vec<u8>>, StoreError>,
+        fetched: Option<Vec<u8>>,
         key: &Key,
         asked: &CircuitId,
         proof: &[u8],
     ) -> Lookup<V> {
-        let bytes = match fetched {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Lookup::Absent,
-            Err(e) => {
-                self.degrade(Event::StoreError, &e);
-                return Lookup::Rejected;
-            }
+        let Some(bytes) = fetched else {
+            return Lookup::Absent;
         };
         let opened = match self.options.sealer.open(&bytes, &key.text) {
             Ok(opened) => opened,
@@ -997,13 +1172,13 @@ impl Cache {
 
     /// Adds this process's counts (since the last flush) to the store's persistent counters.
     pub fn flush(&self) {
-        let deltas: Vec<(&str, u64)> = EVENTS
+        let deltas: Vec<(&str, u64)> = Event::ALL
             .iter()
             .zip(self.counts.iter().zip(&self.flushed))
-            .map(|((_, name), (count, flushed))| {
+            .map(|(event, (count, flushed))| {
                 let now = count.load(Ordering::Relaxed);
                 (
-                    *name,
+                    event.name(),
                     now.saturating_sub(flushed.swap(now, Ordering::Relaxed)),
                 )
             })
@@ -1022,8 +1197,8 @@ impl Cache {
         self.flush();
         let mut store = self.store.stats(RESULT_PREFIX)?;
         let memo = self.store.stats(MEMO_PREFIX)?;
-        for (_, name) in EVENTS {
-            store.counters.entry(name.to_string()).or_insert(0);
+        for event in Event::ALL {
+            store.counters.entry(event.name().to_string()).or_insert(0);
         }
         Ok(CacheStats {
             store,

@@ -5,6 +5,7 @@
 //! Every operation is fallible and typed: callers decide whether a failure degrades (the cache) or
 //! fails a request (the server answers 503).
 
+pub mod keys;
 pub mod lmdb;
 pub mod redis;
 
@@ -52,7 +53,7 @@ pub struct StoreStats {
 /// Keys are printable ASCII. `put` replaces a value atomically: a reader sees the old value or the
 /// new one, never a mix. Leases give single-flight: `try_lease` succeeds for one owner at a time,
 /// until the owner releases it or it expires.
-pub trait Store: Send + Sync {
+pub trait Store: Send + Sync + std::fmt::Debug {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Several gets (one read transaction, one round trip where possible).
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
@@ -107,12 +108,8 @@ pub trait Store: Send + Sync {
     fn location(&self) -> String;
 }
 
-/// Namespaces whose entries can be recomputed (the cache's results and memos): the only ones a
-/// size bound may evict. Everything else (circuits, batches, plans, outputs, jobs) is data.
-pub const EVICTABLE_PREFIXES: [&str; 2] = ["r/", "m/"];
-
 pub(crate) fn evictable(key: &[u8]) -> bool {
-    EVICTABLE_PREFIXES
+    keys::EVICTABLE
         .iter()
         .any(|p| key.starts_with(p.as_bytes()))
 }
@@ -195,7 +192,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 }
 
 /// Milliseconds since the Unix epoch (lease expiry times are wall-clock, shared between processes).
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -142,120 +142,12 @@ impl CutPlan {
     /// Builds the plan for cuts given as `(qubit, position)`: qubit's wire is cut after its
     /// `position`-th gate (1-based), so `position` runs from 1 to the wire's gate count minus one.
     pub fn from_cuts(circuit: &Circuit, cuts: &[(usize, usize)]) -> Result<CutPlan, PlanError> {
-        let n = circuit.num_qubits();
         let wires = wire_gates(circuit);
-        let mut sorted: Vec<(usize, usize)> = cuts.to_vec();
-        sorted.sort_unstable();
-        for (k, &(qubit, position)) in sorted.iter().enumerate() {
-            if qubit >= n {
-                return Err(PlanError::QubitOutOfRange {
-                    qubit,
-                    num_qubits: n,
-                });
-            }
-            let gates = wires[qubit].len();
-            if position == 0 || position >= gates {
-                return Err(PlanError::BadPosition {
-                    qubit,
-                    position,
-                    gates,
-                });
-            }
-            if k > 0 && sorted[k - 1] == (qubit, position) {
-                return Err(PlanError::DuplicateCut { qubit, position });
-            }
-        }
-        let wire_cuts: Vec<WireCut> = sorted
-            .iter()
-            .map(|&(qubit, position)| WireCut {
-                qubit,
-                position,
-                after_gate: wires[qubit][position - 1],
-                before_gate: wires[qubit][position],
-            })
-            .collect();
-
-        // Segments: wire q is split at its cut positions; segment_of[q][j] is the segment of the
-        // j-th gate on wire q.
-        let mut segments: Vec<Segment> = Vec::new();
-        let mut segment_of: Vec<Vec<usize>> = Vec::with_capacity(n);
-        // cut_after[q][j]: the cut between the (j-1)-th and j-th gate of wire q, if any.
-        let mut cut_after: Vec<Vec<Option<usize>>> =
-            wires.iter().map(|w| vec![None; w.len()]).collect();
-        for (c, w) in wire_cuts.iter().enumerate() {
-            cut_after[w.qubit][w.position] = Some(c);
-        }
-        for (q, cuts_on_wire) in cut_after.iter().enumerate() {
-            let mut start = SegmentStart::Input;
-            let mut ids = Vec::with_capacity(cuts_on_wire.len());
-            let mut current = segments.len();
-            segments.push(Segment {
-                qubit: q,
-                start,
-                end: SegmentEnd::Output,
-            });
-            for &cut in cuts_on_wire {
-                if let Some(c) = cut {
-                    segments[current].end = SegmentEnd::Measure(c);
-                    start = SegmentStart::Prepare(c);
-                    current = segments.len();
-                    segments.push(Segment {
-                        qubit: q,
-                        start,
-                        end: SegmentEnd::Output,
-                    });
-                }
-                ids.push(current);
-            }
-            segment_of.push(ids);
-        }
-
-        // Fragments: segments joined by multi-qubit gates (union-find).
-        let mut parent: Vec<usize> = (0..segments.len()).collect();
-        let mut position_on_wire = vec![0usize; n];
-        let mut gate_segments: Vec<Vec<usize>> = Vec::with_capacity(circuit.len());
-        for inst in circuit.instructions() {
-            let segs: Vec<usize> = inst
-                .qubits
-                .iter()
-                .map(|&q| {
-                    let s = segment_of[q][position_on_wire[q]];
-                    position_on_wire[q] += 1;
-                    s
-                })
-                .collect();
-            for w in segs.windows(2) {
-                union(&mut parent, w[0], w[1]);
-            }
-            gate_segments.push(segs);
-        }
-        let mut root_to_fragment: Vec<Option<usize>> = vec![None; segments.len()];
-        let mut local_index = vec![0usize; segments.len()];
-        let mut fragments: Vec<Fragment> = Vec::new();
-        for s in 0..segments.len() {
-            let root = find(&mut parent, s);
-            let f = *root_to_fragment[root].get_or_insert_with(|| {
-                fragments.push(Fragment {
-                    segments: Vec::new(),
-                    gates: Vec::new(),
-                    local_args: Vec::new(),
-                });
-                fragments.len() - 1
-            });
-            local_index[s] = fragments[f].segments.len();
-            fragments[f].segments.push(segments[s]);
-        }
-        for (g, segs) in gate_segments.iter().enumerate() {
-            let root = find(&mut parent, segs[0]);
-            if let Some(f) = root_to_fragment[root] {
-                fragments[f].gates.push(g);
-                fragments[f]
-                    .local_args
-                    .push(segs.iter().map(|&s| local_index[s]).collect());
-            }
-        }
+        let wire_cuts = checked_cuts(circuit.num_qubits(), &wires, cuts)?;
+        let wiring = Wiring::split(&wires, &wire_cuts);
+        let fragments = wiring.fragments(circuit);
         Ok(CutPlan {
-            num_qubits: n,
+            num_qubits: circuit.num_qubits(),
             cuts: wire_cuts,
             fragments,
         })
@@ -302,5 +194,140 @@ fn union(parent: &mut [usize], a: usize, b: usize) {
     let (ra, rb) = (find(parent, a), find(parent, b));
     if ra != rb {
         parent[ra.max(rb)] = ra.min(rb);
+    }
+}
+
+/// The cuts, sorted, each checked against its wire (qubit in range, between two of its gates,
+/// not given twice), with the gates it sits between.
+fn checked_cuts(
+    n: usize,
+    wires: &[Vec<usize>],
+    cuts: &[(usize, usize)],
+) -> Result<Vec<WireCut>, PlanError> {
+    let mut sorted: Vec<(usize, usize)> = cuts.to_vec();
+    sorted.sort_unstable();
+    for (k, &(qubit, position)) in sorted.iter().enumerate() {
+        if qubit >= n {
+            return Err(PlanError::QubitOutOfRange {
+                qubit,
+                num_qubits: n,
+            });
+        }
+        let gates = wires[qubit].len();
+        if position == 0 || position >= gates {
+            return Err(PlanError::BadPosition {
+                qubit,
+                position,
+                gates,
+            });
+        }
+        if k > 0 && sorted[k - 1] == (qubit, position) {
+            return Err(PlanError::DuplicateCut { qubit, position });
+        }
+    }
+    Ok(sorted
+        .iter()
+        .map(|&(qubit, position)| WireCut {
+            qubit,
+            position,
+            after_gate: wires[qubit][position - 1],
+            before_gate: wires[qubit][position],
+        })
+        .collect())
+}
+
+/// The wires split at their cuts into segments.
+struct Wiring {
+    segments: Vec<Segment>,
+    /// `segment_of[q][j]`: the segment of the `j`-th gate on wire `q`.
+    segment_of: Vec<Vec<usize>>,
+}
+
+impl Wiring {
+    fn split(wires: &[Vec<usize>], wire_cuts: &[WireCut]) -> Wiring {
+        // cut_after[q][j]: the cut between the (j-1)-th and j-th gate of wire q, if any.
+        let mut cut_after: Vec<Vec<Option<usize>>> =
+            wires.iter().map(|w| vec![None; w.len()]).collect();
+        for (c, w) in wire_cuts.iter().enumerate() {
+            cut_after[w.qubit][w.position] = Some(c);
+        }
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut segment_of: Vec<Vec<usize>> = Vec::with_capacity(wires.len());
+        for (q, cuts_on_wire) in cut_after.iter().enumerate() {
+            let mut ids = Vec::with_capacity(cuts_on_wire.len());
+            let mut current = segments.len();
+            segments.push(Segment {
+                qubit: q,
+                start: SegmentStart::Input,
+                end: SegmentEnd::Output,
+            });
+            for &cut in cuts_on_wire {
+                if let Some(c) = cut {
+                    segments[current].end = SegmentEnd::Measure(c);
+                    current = segments.len();
+                    segments.push(Segment {
+                        qubit: q,
+                        start: SegmentStart::Prepare(c),
+                        end: SegmentEnd::Output,
+                    });
+                }
+                ids.push(current);
+            }
+            segment_of.push(ids);
+        }
+        Wiring {
+            segments,
+            segment_of,
+        }
+    }
+
+    /// Fragments: segments joined by multi-qubit gates (union-find), each with its gates and their
+    /// fragment-local qubit arguments.
+    fn fragments(&self, circuit: &Circuit) -> Vec<Fragment> {
+        let segments = &self.segments;
+        let mut parent: Vec<usize> = (0..segments.len()).collect();
+        let mut position_on_wire = vec![0usize; circuit.num_qubits()];
+        let mut gate_segments: Vec<Vec<usize>> = Vec::with_capacity(circuit.len());
+        for inst in circuit.instructions() {
+            let segs: Vec<usize> = inst
+                .qubits
+                .iter()
+                .map(|&q| {
+                    let s = self.segment_of[q][position_on_wire[q]];
+                    position_on_wire[q] += 1;
+                    s
+                })
+                .collect();
+            for w in segs.windows(2) {
+                union(&mut parent, w[0], w[1]);
+            }
+            gate_segments.push(segs);
+        }
+        let mut root_to_fragment: Vec<Option<usize>> = vec![None; segments.len()];
+        let mut local_index = vec![0usize; segments.len()];
+        let mut fragments: Vec<Fragment> = Vec::new();
+        for s in 0..segments.len() {
+            let root = find(&mut parent, s);
+            let f = *root_to_fragment[root].get_or_insert_with(|| {
+                fragments.push(Fragment {
+                    segments: Vec::new(),
+                    gates: Vec::new(),
+                    local_args: Vec::new(),
+                });
+                fragments.len() - 1
+            });
+            local_index[s] = fragments[f].segments.len();
+            fragments[f].segments.push(segments[s]);
+        }
+        for (g, segs) in gate_segments.iter().enumerate() {
+            let root = find(&mut parent, segs[0]);
+            if let Some(f) = root_to_fragment[root] {
+                fragments[f].gates.push(g);
+                fragments[f]
+                    .local_args
+                    .push(segs.iter().map(|&s| local_index[s]).collect());
+            }
+        }
+        fragments
     }
 }

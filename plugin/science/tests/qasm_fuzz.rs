@@ -4,8 +4,8 @@
 //! `make fuzz` runs it for 200,000 cases; the default run is short.
 
 use proptest::prelude::*;
-use quargo::qasm::{parse, ParseError};
-use quargo::sim::Simulator;
+use quargo_science::qasm::{parse, ParseError};
+use quargo_science::sim::Simulator;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const VALID: &[&str] = &[

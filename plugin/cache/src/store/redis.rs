@@ -47,6 +47,16 @@ fn set_command(cmd: &mut redis::Cmd, key: &str, ttl: Duration) {
     }
 }
 
+/// Shows where it points (never the password) and whether its breaker is open.
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.display_url)
+            .field("failures", &self.failures.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct RedisStore {
     runtime: tokio::runtime::Runtime,
     manager: ConnectionManager,

@@ -1,0 +1,11 @@
+//! quargo's whole flows, one test binary: the CLI as a user runs it, the plugin over HTTP as Argo
+//! calls it (and in process through the router), the shared cache on a real Redis, the manifests
+//! against Argo's published schemas, and the plugin's fuzz target.
+
+mod cli;
+mod plugin;
+mod plugin_fuzz;
+mod plugin_manifest;
+mod redis;
+mod router;
+mod support;
