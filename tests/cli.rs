@@ -290,6 +290,30 @@ fn sampled_run_reports_error_bars() {
 }
 
 #[test]
+fn cut_prints_the_plan_run_reports_byte_for_byte() {
+    let cut = quargo(&["cut", "examples/two_blocks.qasm", "--max-qubits", "4"]);
+    let run = quargo(&[
+        "run",
+        "examples/two_blocks.qasm",
+        "--max-qubits",
+        "4",
+        "--no-cache",
+    ]);
+    json(&cut);
+    json(&run);
+    // The same serde types print the plan in both outputs: the cuts and fragments are one text.
+    let section = |out: &Output| -> String {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let start = text.find("\"cuts\":[").expect("cuts");
+        let fragments = text.find("\"fragments\":[").expect("fragments");
+        // Fragments hold arrays of numbers only, so the first `}],` closes the list.
+        let end = text[fragments..].find("}],").expect("end of fragments") + fragments;
+        text[start..end].to_string()
+    };
+    assert_eq!(section(&cut), section(&run));
+}
+
+#[test]
 fn wide_distributions_are_refused_and_expectations_offered() {
     // Two 18-qubit blocks sharing one wire: 35 qubits, two 18-qubit fragments after one cut.
     let mut src = String::from("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[35];\n");

@@ -83,8 +83,8 @@ impl PauliString {
         })
     }
 
-    /// Masks `(flip, sign, num_y)`: `P|i> = i^num_y (-1)^popcount(i & sign) |i ^ flip>`.
-    pub fn masks(&self) -> (usize, usize, u32) {
+    /// The masks of `P|i> = i^num_y (-1)^popcount(i & sign) |i ^ flip>`.
+    pub fn masks(&self) -> PauliMasks {
         let (mut flip, mut sign, mut ny) = (0usize, 0usize, 0u32);
         for (q, &l) in self.letters.iter().enumerate() {
             match l {
@@ -98,8 +98,23 @@ impl PauliString {
                 _ => {}
             }
         }
-        (flip, sign, ny)
+        PauliMasks {
+            flip,
+            sign,
+            num_y: ny,
+        }
     }
+}
+
+/// A Pauli string as the simulator applies it: `P|i> = i^num_y (-1)^popcount(i & sign) |i ^ flip>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PauliMasks {
+    /// Qubits where P is X or Y (the bits it flips).
+    pub flip: usize,
+    /// Qubits where P is Y or Z (the bits whose 1 gives a sign).
+    pub sign: usize,
+    /// How many Y letters (each contributes a factor i).
+    pub num_y: u32,
 }
 
 /// A real-weighted sum of Pauli strings, written `ZZI`, `0.5*ZZI + 0.5*XXI` or `-ZIZ + 2*IYY`.
@@ -241,8 +256,9 @@ mod tests {
         assert_eq!(p.letter(0), b'Z');
         assert_eq!(p.letter(2), b'X');
         assert_eq!(p.to_string(), "XIZ");
-        assert_eq!(p.masks(), (0b100, 0b001, 0));
-        assert_eq!("Y".parse::<PauliString>().unwrap().masks(), (1, 1, 1));
+        let masks = |flip, sign, num_y| PauliMasks { flip, sign, num_y };
+        assert_eq!(p.masks(), masks(0b100, 0b001, 0));
+        assert_eq!("Y".parse::<PauliString>().unwrap().masks(), masks(1, 1, 1));
         assert_eq!("XQ".parse::<PauliString>(), Err(PauliError::BadLetter('Q')));
         assert!(p.check_width(2).is_err());
     }

@@ -402,6 +402,14 @@ enum Arg {
     Qubit(usize),
 }
 
+/// A gate application read, pushed into the circuit once the whole program parsed.
+struct PendingGate {
+    gate: Gate,
+    qubits: Vec<usize>,
+    /// Where it was written, for the error if the circuit refuses it.
+    pos: Pos,
+}
+
 struct Parser<'a> {
     toks: Vec<(Tok<'a>, Pos)>,
     at: usize,
@@ -411,7 +419,7 @@ struct Parser<'a> {
     user_gates: HashMap<String, UserGate>,
     opaque: HashMap<String, Pos>,
     library: bool,
-    pending: Vec<(Gate, Vec<usize>, Pos)>,
+    pending: Vec<PendingGate>,
     /// Operators and functions in the expression being parsed.
     expr_operations: usize,
     /// Most gates the program may expand to (refused before expanding).
@@ -1289,7 +1297,11 @@ impl<'a> Parser<'a> {
                         ),
                     ));
                 }
-                self.pending.push((gate, qubits.to_vec(), pos));
+                self.pending.push(PendingGate {
+                    gate,
+                    qubits: qubits.to_vec(),
+                    pos,
+                });
                 Ok(())
             }
             GateRef::User(name) => {
@@ -1313,7 +1325,7 @@ impl<'a> Parser<'a> {
 
     fn finish(self) -> Result<Circuit, ParseError> {
         let mut circuit = Circuit::with_registers(self.qreg_order);
-        for (gate, qubits, pos) in self.pending {
+        for PendingGate { gate, qubits, pos } in self.pending {
             circuit
                 .push(gate, &qubits)
                 .map_err(|e: CircuitError| error(pos, ErrorKind::Invalid, e.to_string()))?;

@@ -203,7 +203,8 @@ impl Jobs {
     }
 
     fn write(&self, key: &str, record: &JobRecord) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(record).unwrap_or_default();
+        let value = serde_json::to_vec(record)
+            .map_err(|e| StoreError::Encode(format!("the job record ({e})")))?;
         self.store
             .put(key, &self.ops.cache.sealer().seal(key, b"", &value))
     }

@@ -277,31 +277,59 @@ pub fn proof_graph(bytes: &[u8]) -> Option<&[u8]> {
 
 /// Rounds an angle in radians onto the grid, in half-turns, reduced to (-1, 1].
 pub fn grid_phase(theta: f64) -> Phase {
-    grid_rounding(theta).0
+    grid_rounding(theta).phase
 }
 
 /// The grid phase of `theta`, its offset from it (radians) and a bound on the error of that
 /// offset. `theta / π` is computed in f64, which loses `|θ| 2^-52` radians: for huge angles the
 /// bound is huge and the circuit can only hit itself, never the grid circuit it lands on.
-fn grid_rounding(theta: f64) -> (Phase, f64, f64) {
+fn grid_rounding(theta: f64) -> Rounding {
     let scale = (1i64 << PHASE_GRID_BITS) as f64;
     if !theta.is_finite() {
-        return (Phase::new(Rational64::new(0, 1)), 0.0, f64::INFINITY);
+        return Rounding {
+            phase: Phase::new(Rational64::new(0, 1)),
+            offset: 0.0,
+            error: f64::INFINITY,
+        };
     }
     let turns = (theta / PI).rem_euclid(2.0);
     let scaled = turns * scale;
     let num = scaled.round();
     let offset = (scaled - num) * (PI / scale);
     let error = theta.abs() * 2.0 * f64::EPSILON + offset.abs() * f64::EPSILON;
-    (
-        Phase::new(Rational64::new(num as i64, 1i64 << PHASE_GRID_BITS)),
+    Rounding {
+        phase: Phase::new(Rational64::new(num as i64, 1i64 << PHASE_GRID_BITS)),
         offset,
         error,
-    )
+    }
 }
 
-/// A gate on the grid with what rounding it took: (gate, offset in radians, error bound).
-type GridGate = (ZGate, f64, f64);
+/// An angle put on the grid.
+struct Rounding {
+    phase: Phase,
+    /// The angle less its grid phase, in radians.
+    offset: f64,
+    /// A bound on the floating-point error of `offset`.
+    error: f64,
+}
+
+/// A gate on the grid with what rounding it took.
+struct GridGate {
+    gate: ZGate,
+    /// Offset of its angle from the grid, in radians (0 for gates without an angle).
+    offset: f64,
+    /// A bound on the floating-point error of its angle.
+    error: f64,
+}
+
+/// Rotations about one axis on one wire, summed until another gate touches the wire.
+#[derive(Debug, Clone, Copy)]
+struct PendingRotation {
+    about_z: bool,
+    angle: f64,
+    /// A bound on the floating-point error of `angle`.
+    error: f64,
+}
 
 /// A primitive gate with its angle still in radians.
 #[derive(Debug, Clone, Copy)]
@@ -327,33 +355,39 @@ fn primitives(circuit: &Circuit) -> Vec<GridGate> {
         lower(inst.gate, &inst.qubits, &mut prims);
         errors.resize(prims.len(), scale * ANGLE_RELATIVE_ERROR);
     }
-    // Per wire: (axis is Z, summed angle, error bound of the sum).
-    let mut pending: Vec<Option<(bool, f64, f64)>> = vec![None; circuit.num_qubits()];
+    let mut pending: Vec<Option<PendingRotation>> = vec![None; circuit.num_qubits()];
     let mut out: Vec<GridGate> = Vec::with_capacity(prims.len());
-    let flush = |q: usize, pending: &mut Vec<Option<(bool, f64, f64)>>, out: &mut Vec<GridGate>| {
-        if let Some((is_z, theta, error)) = pending[q].take() {
-            let t = if is_z { GType::ZPhase } else { GType::XPhase };
-            let (phase, offset, rounding) = grid_rounding(theta);
-            out.push((
-                ZGate::new_with_phase(t, vec![q], phase),
-                offset,
-                error + rounding,
-            ));
+    let flush = |q: usize, pending: &mut Vec<Option<PendingRotation>>, out: &mut Vec<GridGate>| {
+        if let Some(rotation) = pending[q].take() {
+            let t = if rotation.about_z {
+                GType::ZPhase
+            } else {
+                GType::XPhase
+            };
+            let rounding = grid_rounding(rotation.angle);
+            out.push(GridGate {
+                gate: ZGate::new_with_phase(t, vec![q], rounding.phase),
+                offset: rounding.offset,
+                error: rotation.error + rounding.error,
+            });
         }
     };
     for (p, error) in prims.into_iter().zip(errors) {
         let (qubits, gate): (Vec<usize>, Option<ZGate>) = match p {
             Prim::Z(q, t) | Prim::X(q, t) => {
                 let is_z = matches!(p, Prim::Z(..));
-                match pending[q] {
-                    Some((axis, acc, acc_error)) if axis == is_z => {
-                        let sum = acc + t;
-                        let added = acc_error + error + sum.abs() * f64::EPSILON;
-                        pending[q] = Some((axis, sum, added));
+                match &mut pending[q] {
+                    Some(rotation) if rotation.about_z == is_z => {
+                        rotation.angle += t;
+                        rotation.error += error + rotation.angle.abs() * f64::EPSILON;
                     }
                     _ => {
                         flush(q, &mut pending, &mut out);
-                        pending[q] = Some((is_z, t, error));
+                        pending[q] = Some(PendingRotation {
+                            about_z: is_z,
+                            angle: t,
+                            error,
+                        });
                     }
                 }
                 continue;
@@ -366,7 +400,11 @@ fn primitives(circuit: &Circuit) -> Vec<GridGate> {
         for q in qubits {
             flush(q, &mut pending, &mut out);
         }
-        out.extend(gate.map(|g| (g, 0.0, 0.0)));
+        out.extend(gate.map(|gate| GridGate {
+            gate,
+            offset: 0.0,
+            error: 0.0,
+        }));
     }
     for q in 0..pending.len() {
         flush(q, &mut pending, &mut out);
@@ -521,7 +559,7 @@ fn canonical_order(gates: Vec<GridGate>, num_qubits: usize) -> Vec<GridGate> {
     let mut preds = vec![0usize; n];
     let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut last_on_wire: Vec<Option<usize>> = vec![None; num_qubits];
-    for (i, (g, _, _)) in gates.iter().enumerate() {
+    for (i, GridGate { gate: g, .. }) in gates.iter().enumerate() {
         let mut from: Vec<usize> = g.qs.iter().filter_map(|&q| last_on_wire[q]).collect();
         from.sort_unstable();
         from.dedup();
@@ -533,7 +571,7 @@ fn canonical_order(gates: Vec<GridGate>, num_qubits: usize) -> Vec<GridGate> {
             last_on_wire[q] = Some(i);
         }
     }
-    let keys: Vec<_> = gates.iter().map(|(g, _, _)| gate_key(g)).collect();
+    let keys: Vec<_> = gates.iter().map(|g| gate_key(&g.gate)).collect();
     let mut ready: std::collections::BTreeSet<(_, usize)> = (0..n)
         .filter(|&i| preds[i] == 0)
         .map(|i| (keys[i].clone(), i))
@@ -563,7 +601,12 @@ fn precision_of(gates: &[GridGate]) -> Precision {
     let mut structure = blake3::Hasher::new();
     let mut offsets = Vec::new();
     let mut float_error = 0.0;
-    for (g, offset, error) in gates {
+    for GridGate {
+        gate: g,
+        offset,
+        error,
+    } in gates
+    {
         let (_, kind, qubits, (num, den)) = gate_key(g);
         structure.update(&[kind]);
         structure.update(&(qubits.len() as u32).to_le_bytes());
@@ -593,7 +636,7 @@ fn reduce_with_precision(circuit: &Circuit) -> Result<(ReducedGraph, Precision),
     }
     let ordered = canonical_order(prims, n);
     let precision = precision_of(&ordered);
-    let gates: Vec<ZGate> = ordered.into_iter().map(|(g, _, _)| g).collect();
+    let gates: Vec<ZGate> = ordered.into_iter().map(|g| g.gate).collect();
     let reduced = std::panic::catch_unwind(move || {
         let mut zc = quizx::circuit::Circuit::new(n);
         for g in gates {

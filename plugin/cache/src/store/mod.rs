@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The connection failed (refused, dropped, I/O): the message names the server.
     #[error("{0}")]
     Unreachable(String),
+    /// A value that could not be encoded: nothing was written.
+    #[error("cannot encode {0} for the store")]
+    Encode(String),
 }
 
 /// What `quargo cache stats` shows.

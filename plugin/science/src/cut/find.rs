@@ -137,7 +137,8 @@ fn search(circuit: &Circuit, m: usize, seed: u64, cancel: &Cancel) -> Result<Cut
     let problem = Problem::new(circuit);
     let active = problem.wires.iter().filter(|w| !w.is_empty()).count();
     let min_fragments = active.div_ceil(m).max(2);
-    let mut best: Option<(usize, u128, CutPlan)> = None;
+    // The plan is judged by (cuts, variants), the fewest first; `num_variants` is computed once.
+    let mut best: Option<((usize, u128), CutPlan)> = None;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Try a few fragment counts from the least that could fit; when none of them yields a
     // feasible plan, keep adding fragments until one does.
@@ -156,8 +157,8 @@ fn search(circuit: &Circuit, m: usize, seed: u64, cancel: &Cancel) -> Result<Cut
                 continue;
             }
             let key = (plan.cuts.len(), plan.num_variants());
-            if best.as_ref().is_none_or(|(c, v, _)| key < (*c, *v)) {
-                best = Some((key.0, key.1, plan));
+            if best.as_ref().is_none_or(|(best_key, _)| key < *best_key) {
+                best = Some((key, plan));
             }
         }
         extra_after_feasible -= best.is_some() as usize;
@@ -169,7 +170,7 @@ fn search(circuit: &Circuit, m: usize, seed: u64, cancel: &Cancel) -> Result<Cut
         };
     }
     Ok(match best {
-        Some((_, _, plan)) => plan,
+        Some((_, plan)) => plan,
         None => {
             // Always feasible: every multi-qubit gate in a fragment of its own.
             let own: Vec<usize> = (0..problem.gates.len()).collect();

@@ -318,7 +318,11 @@ impl StateVector {
     /// <psi|P|psi> for a Pauli string over all qubits.
     pub fn expectation(&self, pauli: &PauliString) -> Result<f64, SimError> {
         pauli.check_width(self.num_qubits)?;
-        let (flip, sign, ny) = pauli.masks();
+        let crate::pauli::PauliMasks {
+            flip,
+            sign,
+            num_y: ny,
+        } = pauli.masks();
         let term = |i: usize| -> f64 {
             let a = self.amps[i];
             let b = self.amps[i ^ flip];
