@@ -12,7 +12,7 @@ its time is one run. Observable: the
 sum of single-qubit Z over every qubit. Exact value: qiskit's Statevector on the uncut circuit.
 
 Cases: circular entanglement at 16 qubits, linear at 16 and 24. Circular at 24 qubits is estimated
-at ~93 minutes for the peer (shared/science-notes.md section 5), so only quargo runs it.
+at ~93 minutes for the peer, so only quargo runs it.
 """
 import argparse
 import json

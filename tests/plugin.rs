@@ -1,5 +1,5 @@
-//! `quargo serve` driven over HTTP the way Argo's agent drives it (requests shaped as in
-//! shared/argo-kueue-contracts.md 1.4, replies checked against the reply schema of 1.5), with a
+//! `quargo serve` driven over HTTP the way Argo's agent drives it (requests shaped as the agent's
+//! `ExecuteTemplateArgs`, replies checked against `tests/contracts/executor-plugin-reply.schema.json`), with a
 //! real Redis as the store.
 
 use serde_json::{json, Value};
@@ -701,7 +701,7 @@ fn wait_exit(mut child: Child, limit: Duration) -> Option<i32> {
 
 #[test]
 fn the_reply_schema_matches_argos_swagger() {
-    let swagger_path = root().join("../shared/schemas/argo/executor-plugin/swagger.yml");
+    let swagger_path = crate::support::argo_schemas().join("executor-plugin/swagger.yml");
     let Ok(text) = std::fs::read_to_string(&swagger_path) else {
         eprintln!(
             "note: {} not present; the local schema alone is used",

@@ -1,5 +1,5 @@
 //! The executor-plugin manifest (templates/plugin/plugin.yaml) meets Argo's rules, and the committed
-//! ConfigMap is what `argo executor-plugin build` makes of it (shared/argo-kueue-contracts.md 1.11:
+//! ConfigMap is what `argo executor-plugin build` makes of it (Argo's rules for executor plugins:
 //! name `<name>-executor-plugin`, the ExecutorPlugin label, the annotations, `sidecar.container` as
 //! the container's YAML, `sidecar.automountServiceAccountToken` as "true"/"false").
 
@@ -192,12 +192,12 @@ fn the_workflow_templates_use_the_plugin_as_documented() {
 }
 
 /// The WorkflowTemplates against Argo's published WorkflowTemplate CRD (v4.1.2, the full schema in
-/// `../shared/schemas/argo/`), when that folder is present. The CRD sets no
+/// [`crate::support::argo_schemas`]), when that folder is present. The CRD sets no
 /// `additionalProperties: false`, so this checks types and required fields, not spelling; the
 /// test above checks the plugin bodies.
 #[test]
 fn the_workflow_templates_validate_against_argos_crd() {
-    let crd_path = templates().join("../../shared/schemas/argo/argoproj.io_workflowtemplates.yaml");
+    let crd_path = crate::support::argo_schemas().join("argoproj.io_workflowtemplates.yaml");
     let Ok(text) = std::fs::read_to_string(&crd_path) else {
         eprintln!(
             "note: {} not present; CRD validation skipped",

@@ -1,4 +1,5 @@
-//! Argo's executor-plugin wire format (`shared/argo-kueue-contracts.md` section 1): the request the
+//! Argo's executor-plugin wire format (Argo v3.x `executor_plugins` API, `ExecuteTemplateArgs` and
+//! `ExecuteTemplateReply`; the reply schema is `tests/contracts/executor-plugin-reply.schema.json`): the request the
 //! agent sends to `POST /api/v1/template.execute`, the reply it expects, and Go duration strings.
 //!
 //! Requests are read leniently (every Argo field may be absent; unknown fields are ignored), as the

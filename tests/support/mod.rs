@@ -16,6 +16,15 @@ pub fn http_agent() -> ureq::Agent {
         .into()
 }
 
+/// Argo's published schemas (the WorkflowTemplate CRD, the executor-plugin swagger), which are
+/// too large to keep in the repository: `$QUARGO_ARGO_SCHEMAS`, else `../shared/schemas/argo`
+/// beside the checkout. Tests that need them say so and skip when the folder is absent.
+pub fn argo_schemas() -> PathBuf {
+    std::env::var_os("QUARGO_ARGO_SCHEMAS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/schemas/argo"))
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -1,6 +1,6 @@
 //! OpenQASM 2 import: text to [`Circuit`], with errors that point at a line and column.
 //!
-//! Hand-written recursive descent, because no maintained crate fits (see `shared/crates-notes.md`):
+//! Hand-written recursive descent, because no maintained crate fits:
 //! `openqasm` 0.1 reads reals as `f32`, rejects exponent literals and ships an outdated `qelib1.inc`;
 //! `oq3_parser` rejects QASM 2 syntax and panics on a missing include. Angles here keep full `f64`
 //! precision, user `gate` definitions are inlined, and every error carries its position.

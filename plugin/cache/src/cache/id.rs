@@ -1,7 +1,7 @@
 //! Semantic circuit IDs: ZX-calculus reduction (quizx) plus a Weisfeiler-Leman hash of the reduced
 //! graph, and the proof that two reduced graphs are the same graph.
 //!
-//! The recipe, with the traps of `shared/crates-notes.md` avoided:
+//! The recipe, with the traps of quizx 0.4 (f32 angles, dropped gates, i64 overflow) avoided:
 //! 1. Every gate is rewritten into quizx's primitive gates through its API (quizx's own QASM reader
 //!    is f32 and drops gates); SWAP becomes three CNOTs (quizx's graph drops SWAPs).
 //! 2. Every angle lands on one exact grid: `round(θ/π · 2^32) / 2^32` half-turns, reduced mod 2π.
