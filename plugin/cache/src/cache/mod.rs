@@ -297,15 +297,6 @@ struct Asked<'a> {
 }
 
 impl<'a> Asked<'a> {
-    /// A copy borrowing the same ID.
-    fn clone_ref(&self) -> Asked<'a> {
-        Asked {
-            id: self.id,
-            key: self.key.clone(),
-            proof: self.proof.clone(),
-        }
-    }
-
     fn new(id: &'a CircuitId, kind: &ResultKind) -> Asked<'a> {
         Asked {
             id,
@@ -316,10 +307,10 @@ impl<'a> Asked<'a> {
 }
 
 /// A result key that missed in a batch, and the circuits of the batch it answers.
-struct Miss {
-    key: Key,
-    proof: Vec<u8>,
-    /// The circuit whose ID and computation stand for the group.
+struct Miss<'a> {
+    /// What was asked for the circuit that stands for the group.
+    asked: Asked<'a>,
+    /// That circuit: its computation answers for the group.
     first: usize,
     /// Every circuit it answers (`first` included): same key, within the tolerance.
     circuits: Vec<usize>,
@@ -580,7 +571,7 @@ impl Cache {
     fn lookup_kinds_of(&self, id: &CircuitId, kinds: &[ResultKind]) -> Option<Vec<Vec<u8>>> {
         let asked: Vec<Asked> = kinds.iter().map(|k| Asked::new(id, k)).collect();
         let values = self
-            .lookup_batch::<codec::Raw>(&asked)
+            .lookup_batch::<codec::Raw>(&asked.iter().collect::<Vec<_>>())
             .into_iter()
             .map(|found| match found {
                 Lookup::Found(codec::Raw(v)) => Some(v),
@@ -746,7 +737,8 @@ impl Cache {
             .collect();
         let (positions, asked): (Vec<usize>, Vec<Asked>) = asked.into_iter().unzip();
         let mut found: Vec<Option<V>> = ids.iter().map(|_| None).collect();
-        for (i, lookup) in positions.into_iter().zip(self.lookup_batch::<V>(&asked)) {
+        let refs: Vec<&Asked> = asked.iter().collect();
+        for (i, lookup) in positions.into_iter().zip(self.lookup_batch::<V>(&refs)) {
             if let Lookup::Found(v) = lookup {
                 self.count(Event::Hit);
                 found[i] = Some(v);
@@ -779,13 +771,13 @@ impl Cache {
         let ids = self.ids_of(circuits);
         let mut out: Vec<Option<(V, Source)>> = (0..circuits.len()).map(|_| None).collect();
         let (misses, mut pending) = self.first_lookups(&ids, kind, &mut out);
-        let leases = self.lease_misses(&ids, &misses, &mut out);
+        let leases = self.lease_misses(&misses, &mut out);
         let first_error = self.compute_ours(&misses, &leases, &compute, &mut pending, &mut out);
         self.write_and_release(&misses, &leases, &pending);
         if let Some(e) = first_error {
             return Err(e);
         }
-        self.wait_for_theirs(&ids, &misses, &leases, kind, &compute, &mut out)?;
+        self.wait_for_theirs(&misses, &leases, kind, &compute, &mut out)?;
         // Circuits without an ID (and, defensively, any left without a result) are computed here.
         out.into_iter()
             .enumerate()
@@ -799,12 +791,12 @@ impl Cache {
     /// Phase 1: one store read for every result key. Hits fill `out`; misses are grouped by key
     /// (equivalent circuits of one batch share a computation, within the tolerance). Returns the
     /// misses and the memos computed on the way (written with the results).
-    fn first_lookups<V: CacheValue>(
+    fn first_lookups<'a, V: CacheValue>(
         &self,
-        ids: &[Result<(CircuitId, Option<Entry>), IdError>],
+        ids: &'a [Result<(CircuitId, Option<Entry>), IdError>],
         kind: &ResultKind,
         out: &mut [Option<(V, Source)>],
-    ) -> (Vec<Miss>, Vec<Entry>) {
+    ) -> (Vec<Miss<'a>>, Vec<Entry>) {
         let mut pending: Vec<Entry> = Vec::new();
         let mut asked: Vec<(usize, Asked)> = Vec::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
@@ -819,16 +811,14 @@ impl Cache {
         }
         let mut misses: Vec<Miss> = Vec::new();
         let mut miss_of: HashMap<String, usize> = HashMap::new();
-        let (positions, asked): (Vec<usize>, Vec<Asked>) = asked.into_iter().unzip();
-        let found = self.lookup_batch::<V>(&asked);
-        for ((i, a), lookup) in positions.into_iter().zip(asked).zip(found) {
+        let found = self.lookup_batch::<V>(&asked.iter().map(|(_, a)| a).collect::<Vec<_>>());
+        for ((i, a), lookup) in asked.into_iter().zip(found) {
             if let Some(&m) = miss_of.get(&a.key.store) {
                 // One computation answers for both only within the tolerance; else this one is
                 // computed on its own in the final pass.
-                if let Ok((first, _)) = &ids[misses[m].first] {
-                    if self.within_tolerance(&first.precision, &a.id.precision) {
-                        misses[m].circuits.push(i);
-                    }
+                let first = &misses[m].asked.id.precision;
+                if self.within_tolerance(first, &a.id.precision) {
+                    misses[m].circuits.push(i);
                 }
                 continue;
             }
@@ -841,8 +831,7 @@ impl Cache {
                     self.count(Event::Miss);
                     miss_of.insert(a.key.store.clone(), misses.len());
                     misses.push(Miss {
-                        key: a.key,
-                        proof: a.proof,
+                        asked: a,
                         first: i,
                         circuits: vec![i],
                     });
@@ -856,8 +845,7 @@ impl Cache {
     /// lookups and the leases are taken from the store and released unused.
     fn lease_misses<V: CacheValue + Clone>(
         &self,
-        ids: &[Result<(CircuitId, Option<Entry>), IdError>],
-        misses: &[Miss],
+        misses: &[Miss<'_>],
         out: &mut [Option<(V, Source)>],
     ) -> Leases {
         let owner = format!(
@@ -865,7 +853,7 @@ impl Cache {
             self.owner_prefix,
             self.next_owner.fetch_add(1, Ordering::Relaxed)
         );
-        let keys: Vec<String> = misses.iter().map(|m| m.key.store.clone()).collect();
+        let keys: Vec<String> = misses.iter().map(|m| m.asked.key.store.clone()).collect();
         let leased = match self
             .store
             .try_lease_many(&keys, &owner, self.options.lease_ttl)
@@ -878,41 +866,25 @@ impl Cache {
         };
         let (ours, theirs): (Vec<usize>, Vec<usize>) =
             (0..misses.len()).partition(|&m| leased.get(m).copied().unwrap_or(false));
-        let asked: Vec<Option<Asked>> = ours
-            .iter()
-            .map(|&m| {
-                let miss = &misses[m];
-                let (id, _) = ids[miss.first].as_ref().ok()?;
-                Some(Asked {
-                    id,
-                    key: miss.key.clone(),
-                    proof: miss.proof.clone(),
-                })
-            })
-            .collect();
-        let checkable: Vec<Asked> = asked.iter().flatten().map(Asked::clone_ref).collect();
-        let mut found = self.lookup_batch::<V>(&checkable).into_iter();
+        let asked: Vec<&Asked> = ours.iter().map(|&m| &misses[m].asked).collect();
+        let refilled = self.lookup_batch::<V>(&asked);
         let mut still_ours = Vec::with_capacity(ours.len());
         let mut released_unused = Vec::new();
-        for (&m, asked) in ours.iter().zip(&asked) {
-            let refilled = match asked {
-                Some(_) => found.next(),
-                None => None,
-            };
-            match refilled {
-                Some(Lookup::Found(v)) => {
+        for (m, lookup) in ours.into_iter().zip(refilled) {
+            match lookup {
+                Lookup::Found(v) => {
                     self.count(Event::Waited);
                     for &i in &misses[m].circuits {
                         out[i] = Some((v.clone(), Source::Waited));
                     }
-                    released_unused.push(misses[m].key.store.clone());
+                    released_unused.push(keys[m].clone());
                 }
                 _ => still_ours.push(m),
             }
         }
         if let Ok(mut held) = self.keeper.held.lock() {
             for &m in &still_ours {
-                held.insert(misses[m].key.store.clone(), owner.clone());
+                held.insert(keys[m].clone(), owner.clone());
             }
         }
         Leases {
@@ -927,7 +899,7 @@ impl Cache {
     /// `pending`. Returns the first error (the other results are still written).
     fn compute_ours<V, E, F>(
         &self,
-        misses: &[Miss],
+        misses: &[Miss<'_>],
         leases: &Leases,
         compute: &F,
         pending: &mut Vec<Entry>,
@@ -949,12 +921,12 @@ impl Cache {
             match result {
                 Ok(v) => {
                     let miss = &misses[m];
-                    pending.push((
-                        miss.key.store.clone(),
+                    let key = &miss.asked.key;
+                    let sealed =
                         self.options
                             .sealer
-                            .seal(&miss.key.text, &miss.proof, &v.encode()),
-                    ));
+                            .seal(&key.text, &miss.asked.proof, &v.encode());
+                    pending.push((key.store.clone(), sealed));
                     for (n, &i) in miss.circuits.iter().enumerate() {
                         let source = if n == 0 {
                             Source::Computed
@@ -973,11 +945,11 @@ impl Cache {
     }
 
     /// Phase 4: one store write for every result and memo, releasing this worker's leases.
-    fn write_and_release(&self, misses: &[Miss], leases: &Leases, pending: &[Entry]) {
+    fn write_and_release(&self, misses: &[Miss<'_>], leases: &Leases, pending: &[Entry]) {
         let mut our_keys: Vec<String> = leases
             .ours
             .iter()
-            .map(|&m| misses[m].key.store.clone())
+            .map(|&m| misses[m].asked.key.store.clone())
             .collect();
         our_keys.extend(leases.released_unused.iter().cloned());
         if let Ok(mut held) = self.keeper.held.lock() {
@@ -999,8 +971,7 @@ impl Cache {
     /// Phase 5: keys another worker holds are waited for as single calls do.
     fn wait_for_theirs<V, E, F>(
         &self,
-        ids: &[Result<(CircuitId, Option<Entry>), IdError>],
-        misses: &[Miss],
+        misses: &[Miss<'_>],
         leases: &Leases,
         kind: &ResultKind,
         compute: &F,
@@ -1016,12 +987,9 @@ impl Cache {
             .theirs
             .par_iter()
             .map(|&m| {
-                let i = misses[m].first;
-                let result = match &ids[i] {
-                    Ok((id, _)) => self.get_or_compute_inner(id, None, kind, || compute(i)),
-                    Err(_) => compute(i).map(|v| (v, Source::Computed)),
-                };
-                result.map(|r| (m, r))
+                let miss = &misses[m];
+                self.get_or_compute_inner(miss.asked.id, None, kind, || compute(miss.first))
+                    .map(|r| (m, r))
             })
             .collect::<Result<Vec<_>, E>>()?;
         for (m, (v, source)) in waited {
@@ -1046,14 +1014,12 @@ impl Cache {
 
     /// One lookup: a batch of one.
     fn lookup<V: CacheValue>(&self, asked: &Asked<'_>) -> Lookup<V> {
-        self.lookup_batch(std::slice::from_ref(asked))
-            .pop()
-            .unwrap_or(Lookup::Absent)
+        self.lookup_batch(&[asked]).pop().unwrap_or(Lookup::Absent)
     }
 
     /// The lookup engine under every read of a result: one store read for all asked keys, each
     /// value then checked by [`Cache::lookup_in`]. A failed read is counted once and rejects all.
-    fn lookup_batch<V: CacheValue>(&self, asked: &[Asked<'_>]) -> Vec<Lookup<V>> {
+    fn lookup_batch<V: CacheValue>(&self, asked: &[&Asked<'_>]) -> Vec<Lookup<V>> {
         let stores: Vec<String> = asked.iter().map(|a| a.key.store.clone()).collect();
         let fetched = match stores.as_slice() {
             [] => return Vec::new(),
