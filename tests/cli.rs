@@ -635,3 +635,119 @@ fn a_damaged_lmdb_file_is_set_aside_and_clear_all_works_without_opening_it() {
     json(&run());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn worker_steps_walk_the_cutting_dag_through_the_store() {
+    let cache = fresh_cache("worker");
+    let outputs = std::env::temp_dir().join(format!("quargo-worker-out-{}", std::process::id()));
+    std::fs::remove_dir_all(&outputs).ok();
+    let out_dir = outputs.to_str().unwrap();
+    let cut = json(&quargo(&[
+        "worker",
+        "cut",
+        "--qasm-file",
+        "examples/two_blocks.qasm",
+        "--input",
+        "maxQubits=4",
+        "--input",
+        r#"observables=["ZZZZZZZ"]"#,
+        "--input",
+        "batchSize=3",
+        "--outputs",
+        out_dir,
+        "--cache",
+        &cache,
+    ]));
+    // The output parameters are files, as Argo's valueFrom.path reads them, and match the JSON.
+    let plan = std::fs::read_to_string(outputs.join("plan")).unwrap();
+    assert!(plan.starts_with("p/"), "{plan}");
+    assert!(cut["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "plan" && p["value"] == plan.as_str()));
+    let batches: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(outputs.join("result")).unwrap()).unwrap();
+    assert!(batches.len() > 1, "{batches:?}");
+    let simulate = |batch: &str| -> Value {
+        let out = json(&quargo(&[
+            "worker", "simulate", "--batch", batch, "--cache", &cache,
+        ]));
+        serde_json::from_str(out["result"].as_str().unwrap()).unwrap()
+    };
+    let simulated: u64 = batches
+        .iter()
+        .map(|b| simulate(b)["simulated"].as_u64().unwrap())
+        .sum();
+    assert!(simulated > 0);
+    // A rerun of a step (Argo retried it) computes nothing again.
+    assert_eq!(simulate(&batches[0])["simulated"], 0);
+    let rec = json(&quargo(&[
+        "worker",
+        "reconstruct",
+        "--plan",
+        &plan,
+        "--cache",
+        &cache,
+    ]));
+    let summary: Value = serde_json::from_str(rec["result"].as_str().unwrap()).unwrap();
+    let direct = json(&quargo(&[
+        "simulate",
+        "examples/two_blocks.qasm",
+        "--observable",
+        "ZZZZZZZ",
+        "--no-cache",
+    ]));
+    let got = summary["expectation"]["ZZZZZZZ"]["value"].as_f64().unwrap();
+    let want = direct["expectation"]["ZZZZZZZ"]["value"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+    std::fs::remove_dir_all(&outputs).ok();
+}
+
+#[test]
+fn worker_failures_exit_with_a_reason_and_a_retry_code_for_the_store() {
+    let cache = fresh_cache("worker-fail");
+    let out = quargo(&[
+        "worker",
+        "reconstruct",
+        "--plan",
+        "p/0000",
+        "--cache",
+        &cache,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plan 'p/0000' is not in the store"), "{err}");
+    let out = quargo(&[
+        "worker",
+        "simulate",
+        "--qasm-file",
+        "examples/bell.qasm",
+        "--input",
+        "maxQubit=3",
+        "--cache",
+        &cache,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown input 'maxQubit'"));
+    // A store that cannot be reached is worth a retry: exit 75, not a failed step.
+    let dead = format!(
+        "redis://127.0.0.1:{}/0",
+        crate::support::redis_server::free_port()
+    );
+    let out = quargo(&[
+        "worker",
+        "simulate",
+        "--qasm-file",
+        "examples/bell.qasm",
+        "--cache",
+        &dead,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -93,6 +93,17 @@ pub enum Command {
     /// in the background and the reply is Running with a requeue; its state lives in the store,
     /// so a restarted server picks it up. SIGTERM stops it gracefully.
     Serve(ServeArgs),
+    /// Run one pipeline step as a container step does (Argo container templates that Kueue
+    /// schedules on CPU or GPU nodes): the plugin's ops, inputs and outputs, reading and writing
+    /// the store by key.
+    ///
+    /// Prints the step's outputs as JSON ({"parameters": [...], "result": "..."}); with --outputs
+    /// DIR also writes each parameter to DIR/NAME and the result to DIR/result, for Argo's
+    /// `valueFrom.path`. A failed step exits 1 with the reason; a store that cannot be reached
+    /// exits 75 (retry: nothing partial was written, and a rerun computes only what is missing).
+    ///
+    /// Example: quargo worker simulate --batch b/3f... --cache redis://quargo-redis:6379/0
+    Worker(WorkerArgs),
     /// Print a value from the store by key (o/... outputs and b/... p/... records as JSON,
     /// c/... circuits as OpenQASM, r/... cached results as numbers).
     Fetch(FetchArgs),
@@ -137,6 +148,67 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARGO_CACHE_TOLERANCE", default_value_t = crate::cache::DEFAULT_TOLERANCE, value_parser = tolerance)]
     pub cache_tolerance: f64,
 }
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The step: cut, simulate, reconstruct or run.
+    #[arg(value_parser = ["cut", "simulate", "reconstruct", "run"])]
+    pub op: String,
+    /// The b/... batch key to simulate.
+    #[arg(long)]
+    pub batch: Option<String>,
+    /// The p/... plan key to reconstruct.
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// A c/... circuit key (cut, run, or simulate of one circuit).
+    #[arg(long)]
+    pub circuit: Option<String>,
+    /// An OpenQASM 2 file instead of --circuit.
+    #[arg(long, value_name = "PATH")]
+    pub qasm_file: Option<PathBuf>,
+    /// Any other input, named as the plugin names it (maxQubits=4, observables=["ZZZZ"]);
+    /// repeatable.
+    #[arg(long = "input", value_name = "NAME=VALUE", value_parser = name_value)]
+    pub inputs: Vec<(String, String)>,
+    /// Folder to write each output parameter (and `result`) to, one file each.
+    #[arg(long, value_name = "DIR")]
+    pub outputs: Option<PathBuf>,
+    /// Variant circuits per batch in `cut`'s output.
+    #[arg(long, env = "QUARGO_BATCH_SIZE", default_value_t = 64)]
+    pub batch_size: usize,
+    /// Simulator threads (default: one per core).
+    #[arg(long, env = "QUARGO_THREADS", default_value_t = 0, value_parser = threads_in_range)]
+    pub threads: usize,
+    /// Most gates the circuit may expand to.
+    #[arg(long, env = "QUARGO_MAX_GATES", default_value_t = 1_000_000)]
+    pub max_gates: usize,
+    /// Memory the step may reserve (bytes, or with K/M/G; default: the container's cgroup limit,
+    /// else the machine's memory, less an eighth).
+    #[arg(long, env = "QUARGO_MAX_MEMORY", value_parser = byte_size)]
+    pub max_memory: Option<u64>,
+    /// Largest error a cached answer may carry (see `quargo run --help`).
+    #[arg(long, env = "QUARGO_CACHE_TOLERANCE", default_value_t = crate::cache::DEFAULT_TOLERANCE, value_parser = tolerance)]
+    pub cache_tolerance: f64,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+fn name_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("'{text}' is not NAME=VALUE")),
+    }
+}
+
+/// A failure worth retrying (the store could not be reached): `quargo` exits 75 (EX_TEMPFAIL).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Transient(String);
+
+/// Exit code of a [`Transient`] failure.
+pub const EXIT_RETRY: u8 = 75;
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
@@ -324,13 +396,18 @@ pub fn main() -> ExitCode {
         Command::Cache(args) => cache_command(&args, &mut out),
         Command::Serve(args) => serve(&args),
         Command::Fetch(args) => fetch(&args, &mut out),
+        Command::Worker(args) => worker(&args, &mut out),
     }
     .and_then(|()| out.flush().context("cannot write the output"));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<Transient>().is_some() {
+                ExitCode::from(EXIT_RETRY)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -376,6 +453,88 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     // Cancelled jobs stop within one step; do not wait on anything that does not.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     result
+}
+
+/// `quargo worker`: one plugin op, run in this process against the store.
+pub fn worker(args: &WorkerArgs, out: &mut impl Write) -> Result<()> {
+    use crate::server::ops::{Ops, Verdict};
+    use serde_json::{Map, Value};
+    let mut body = Map::new();
+    body.insert("op".into(), Value::String(args.op.clone()));
+    for (name, value) in [
+        ("batch", &args.batch),
+        ("plan", &args.plan),
+        ("circuit", &args.circuit),
+    ] {
+        if let Some(value) = value {
+            body.insert(name.into(), Value::String(value.clone()));
+        }
+    }
+    if let Some(path) = &args.qasm_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        body.insert("qasm".into(), Value::String(text));
+    }
+    for (name, value) in &args.inputs {
+        body.insert(name.clone(), Value::String(value.clone()));
+    }
+    if let Some(bytes) = args.max_memory {
+        crate::sim::memory::set_capacity(bytes);
+    }
+    let options = crate::cache::CacheOptions {
+        tolerance: args.cache_tolerance,
+        sealer: args.store.sealer()?,
+        ..Default::default()
+    };
+    let cache = Cache::open_with(&args.store.url, options)
+        .map_err(|e| Transient(format!("cannot open the store: {e}")))?;
+    let sim = Simulator::new().with_threads(args.threads)?;
+    let ops = Ops::new(
+        std::sync::Arc::new(cache),
+        sim,
+        args.batch_size,
+        args.max_gates,
+    );
+    let outputs = match ops.execute(&body, &crate::cancel::Cancel::new()) {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            ops.cache.flush();
+            return Err(match e.verdict() {
+                Verdict::Failed(message) => anyhow::anyhow!("{} failed: {message}", args.op),
+                Verdict::Retry(e) => Transient(format!(
+                    "{} stopped, the store failed (retry; nothing partial was written): {e}",
+                    args.op
+                ))
+                .into(),
+                Verdict::Stopped => anyhow::anyhow!("{} was stopped", args.op),
+            });
+        }
+    };
+    ops.cache.flush();
+    if let Some(dir) = &args.outputs {
+        write_output_files(dir, &outputs)?;
+    }
+    write_json(out, &outputs)?;
+    Ok(())
+}
+
+/// Each output parameter in `dir/NAME` and the result in `dir/result`, each written whole (a
+/// temporary file renamed into place), so a reader never sees half a value.
+fn write_output_files(dir: &std::path::Path, outputs: &crate::argo::Outputs) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = outputs.result.iter().map(|r| ("result", r.as_str()));
+    let parameters = outputs
+        .parameters
+        .iter()
+        .map(|p| (p.name.as_str(), p.value.as_str()));
+    for (name, value) in parameters.chain(result) {
+        let path = dir.join(name);
+        let partial = dir.join(format!(".{name}.partial"));
+        std::fs::write(&partial, value)
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// `quargo fetch`.

@@ -77,16 +77,12 @@ impl AppState {
         let cache = Arc::new(Cache::open_with(&config.cache_url, options)?);
         let store = cache.store().clone();
         let sim = Simulator::new().with_threads(config.threads)?;
-        let ops = Arc::new(ops::Ops {
-            store: store.clone(),
-            cache: cache.clone(),
+        let ops = Arc::new(ops::Ops::new(
+            cache.clone(),
             sim,
-            batch_size: config.batch_size,
-            max_gates: config.max_gates,
-            // Parsed circuits, by count and by an estimate of their size (an instruction with its
-            // qubit list is about 64 bytes).
-            circuits: crate::cache::recent::Recent::bounded(1024, 256 << 20, |_, c| c.len() * 64),
-        });
+            config.batch_size,
+            config.max_gates,
+        ));
         let jobs = jobs::Jobs::new(store, ops, config.jobs.clone(), self.metrics.clone());
         jobs.spawn_lease_renewal();
         let _ = self.ready.set(Ready { cache, jobs });

@@ -355,6 +355,19 @@ fn get_run_spec(body: &Map<String, Value>) -> Result<RunSpec, OpError> {
 }
 
 impl Ops {
+    /// The ops over `cache` (and its store), with a memo of parsed circuits bounded by count and
+    /// by an estimate of their size (an instruction with its qubit list is about 64 bytes).
+    pub fn new(cache: Arc<Cache>, sim: Simulator, batch_size: usize, max_gates: usize) -> Ops {
+        Ops {
+            store: cache.store().clone(),
+            cache,
+            sim,
+            batch_size: batch_size.max(1),
+            max_gates,
+            circuits: crate::cache::recent::Recent::bounded(1024, 256 << 20, |_, c| c.len() * 64),
+        }
+    }
+
     fn read(&self, key: &str, what: &'static str) -> Result<Vec<u8>, OpError> {
         let bytes = self.store.get(key)?.ok_or_else(|| OpError::NotInStore {
             what,
@@ -469,6 +482,7 @@ impl Ops {
         body: &Map<String, Value>,
         cancel: &crate::cancel::Cancel,
     ) -> Result<Outputs, OpError> {
+        check_known_inputs(body)?;
         let sim = self.sim.clone().with_cancel(cancel.clone());
         match body.get("op").and_then(Value::as_str) {
             Some("cut") => self.cut(body, &sim),
