@@ -5,7 +5,7 @@ VENV := bench/.venv
 PY := $(VENV)/bin/python
 THREADS ?= $(shell nproc)
 
-.PHONY: demo test test-deps build check-tools lint fuzz bench bench-sim bench-cut bench-cache bench-plugin clean
+.PHONY: demo test test-deps build check-tools lint fuzz images musl-deps bench bench-sim bench-cut bench-cache bench-plugin clean
 
 demo: check-tools build
 	@echo "== quargo simulate examples/bell.qasm"
@@ -44,14 +44,48 @@ test-deps: check-tools
 	{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; } \
 	  || { echo "error: could not install redis-server (is the package index reachable?)"; exit 1; }
 
-# The one test command: formatting, lints and every test (unit, property, CLI, Redis, plugin, fuzz).
-test: test-deps
+# The one test command: formatting, lints and every test (unit, property, CLI, Redis, plugin, fuzz,
+# and the container images, which it builds first).
+test: test-deps images
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	$(CARGO) test --locked
 
 lint:
 	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+# Container images (images/*/Dockerfile): one static musl binary each, FROM scratch, built with the
+# local Docker engine and nothing pulled from a registry. The binary is stripped (images under 20 MB).
+MUSL := x86_64-unknown-linux-musl
+MUSL_BIN := target/$(MUSL)/release/quargo
+IMAGES := plugin worker
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' plugin/Cargo.toml | head -n 1)
+REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+MAX_IMAGE_BYTES := 20000000
+
+musl-deps: check-tools
+	@rustup target list --installed 2>/dev/null | grep -q '^$(MUSL)$$' || rustup target add $(MUSL)
+	@command -v musl-gcc >/dev/null && exit 0; \
+	command -v apt-get >/dev/null || { echo "error: the images need musl-gcc (musl-tools); install it with your package manager"; exit 1; }; \
+	if [ "$$(id -u)" -eq 0 ]; then SUDO=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "error: the images need musl-gcc and cannot install it without root: sudo apt-get install musl-tools"; exit 1; fi; \
+	echo "== installing musl-tools (apt-get)"; \
+	{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq musl-tools >/dev/null; } \
+	  || { echo "error: could not install musl-tools (is the package index reachable?)"; exit 1; }
+
+images: musl-deps
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "error: make images needs a running Docker engine"; exit 1; }
+	CARGO_PROFILE_RELEASE_STRIP=true $(CARGO) build --release --locked --target $(MUSL) --bin quargo
+	@for image in $(IMAGES); do \
+	  context=target/images/$$image; rm -rf $$context; mkdir -p $$context; \
+	  cp $(MUSL_BIN) $$context/quargo; \
+	  docker build -q -f images/$$image/Dockerfile -t quargo-$$image:$(VERSION) -t quargo-$$image:latest \
+	    --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) $$context >/dev/null || exit 1; \
+	  size=$$(docker image inspect -f '{{.Size}}' quargo-$$image:latest); \
+	  echo "== quargo-$$image:$(VERSION) ($$size bytes)"; \
+	  [ $$size -lt $(MAX_IMAGE_BYTES) ] || { echo "error: quargo-$$image is over $(MAX_IMAGE_BYTES) bytes"; exit 1; }; \
+	done
 
 # Long runs of the fuzz targets: the QASM parser (random and mutated programs), then the plugin's
 # HTTP body as Argo sends it (hostile fields, truncated and damaged bodies, against a real server).
