@@ -80,11 +80,11 @@ images: musl-deps
 	@for image in $(IMAGES); do \
 	  context=target/images/$$image; rm -rf $$context; mkdir -p $$context; \
 	  cp $(MUSL_BIN) $$context/quargo; \
-	  docker build -q -f images/$$image/Dockerfile -t quargo-$$image:$(VERSION) -t quargo-$$image:latest \
+	  docker build -q -f images/$$image/Dockerfile -t quargo/$$image:$(VERSION) -t quargo/$$image:latest \
 	    --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) $$context >/dev/null || exit 1; \
-	  size=$$(docker image inspect -f '{{.Size}}' quargo-$$image:latest); \
-	  echo "== quargo-$$image:$(VERSION) ($$size bytes)"; \
-	  [ $$size -lt $(MAX_IMAGE_BYTES) ] || { echo "error: quargo-$$image is over $(MAX_IMAGE_BYTES) bytes"; exit 1; }; \
+	  size=$$(docker image inspect -f '{{.Size}}' quargo/$$image:latest); \
+	  echo "== quargo/$$image:$(VERSION) ($$size bytes)"; \
+	  [ $$size -lt $(MAX_IMAGE_BYTES) ] || { echo "error: quargo/$$image is over $(MAX_IMAGE_BYTES) bytes"; exit 1; }; \
 	done
 
 # Long runs of the fuzz targets: the QASM parser (random and mutated programs), then the plugin's

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const IMAGES: [&str; 2] = ["quargo-plugin:latest", "quargo-worker:latest"];
+const IMAGES: [&str; 2] = ["quargo/plugin:latest", "quargo/worker:latest"];
 
 /// 30 qubits in superposition: a 16 GiB state, asked of a container limited to 2 GiB.
 fn wide_qasm() -> String {
@@ -88,7 +88,7 @@ fn images_are_small_labelled_and_run_as_8737() {
             "{image}"
         );
     }
-    let version = docker(&["run", "--rm", "quargo-worker:latest", "--help"]);
+    let version = docker(&["run", "--rm", "quargo/worker:latest", "--help"]);
     assert!(version.status.success());
     assert!(String::from_utf8_lossy(&version.stdout).contains("--batch"));
 }
@@ -106,7 +106,7 @@ fn a_worker_limited_to_2g_refuses_30_qubits_with_a_message() {
         "2g",
         "-v",
         &mount,
-        "quargo-worker:latest",
+        "quargo/worker:latest",
         "simulate",
         "--qasm-file",
         "/work/wide.qasm",
@@ -145,7 +145,7 @@ fn the_plugin_limited_to_2g_fails_a_30_qubit_node_and_keeps_serving() {
         &mount,
         "-e",
         "QUARGO_CACHE=lmdb:///var/run/argo/cache",
-        "quargo-plugin:latest",
+        "quargo/plugin:latest",
     ]);
     assert!(
         started.status.success(),
@@ -207,4 +207,22 @@ fn the_plugin_limited_to_2g_fails_a_30_qubit_node_and_keeps_serving() {
     let bell = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\nh q[0];\ncx q[0], q[1];\n";
     let next = call(json!({"op": "simulate", "qasm": bell, "nodeName": "wf.bell"}));
     assert_eq!(next["node"]["phase"], "Succeeded", "{next}");
+}
+
+#[test]
+fn the_plugin_manifest_runs_the_image_make_images_tags() {
+    // `make images` tags quargo/<stage>:<crate version>; the manifest must name that tag.
+    let cargo = std::fs::read_to_string(crate::support::root().join("plugin/Cargo.toml")).unwrap();
+    let version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap();
+    let manifest =
+        std::fs::read_to_string(crate::support::root().join("templates/plugin/plugin.yaml"))
+            .unwrap();
+    assert!(
+        manifest.contains(&format!("image: quargo/plugin:{version}")),
+        "templates/plugin/plugin.yaml does not run quargo/plugin:{version}"
+    );
 }
