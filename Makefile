@@ -5,7 +5,7 @@ VENV := bench/.venv
 PY := $(VENV)/bin/python
 THREADS ?= $(shell nproc)
 
-.PHONY: demo test test-deps build check-tools lint fuzz images musl-deps bench bench-sim bench-cut bench-cache bench-plugin clean
+.PHONY: demo test test-deps check-kubectl build check-tools lint fuzz images musl-deps bench bench-sim bench-cut bench-cache bench-plugin clean
 
 demo: check-tools build
 	@echo "== quargo simulate examples/bell.qasm"
@@ -44,9 +44,13 @@ test-deps: check-tools
 	{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; } \
 	  || { echo "error: could not install redis-server (is the package index reachable?)"; exit 1; }
 
+# kubectl (with kustomize) renders templates/ for the manifest tests; it is not a Debian package.
+check-kubectl:
+	@command -v kubectl >/dev/null || { echo "error: make test needs kubectl (https://kubernetes.io/docs/tasks/tools/) to render templates/ with kustomize"; exit 1; }
+
 # The one test command: formatting, lints and every test (unit, property, CLI, Redis, plugin, fuzz,
 # and the container images, which it builds first).
-test: test-deps images
+test: test-deps check-kubectl images
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	$(CARGO) test --locked

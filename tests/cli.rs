@@ -751,3 +751,44 @@ fn worker_failures_exit_with_a_reason_and_a_retry_code_for_the_store() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_worker_stops_at_its_next_step_on_sigterm_and_asks_for_a_retry() {
+    // 24 qubits, 3,000 gates: seconds of work, so the signal lands mid-simulation.
+    let mut qasm = String::from("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[24];\n");
+    for layer in 0..125 {
+        for q in 0..24 {
+            let gate = match (layer + q) % 3 {
+                0 => format!("h q[{q}];\n"),
+                1 => format!("rz({}) q[{q}];\n", 0.1 + q as f64 * 0.01),
+                _ => format!("cx q[{q}], q[{}];\n", (q + 1) % 24),
+            };
+            qasm.push_str(&gate);
+        }
+    }
+    let file = std::env::temp_dir().join(format!("quargo-sigterm-{}.qasm", std::process::id()));
+    std::fs::write(&file, qasm).unwrap();
+    let cache = fresh_cache("sigterm");
+    let child = Command::new(env!("CARGO_BIN_EXE_quargo"))
+        .args(["worker", "simulate", "--qasm-file"])
+        .arg(&file)
+        .args(["--input", r#"observables=["ZZZZZZZZZZZZZZZZZZZZZZZZ"]"#])
+        .args(["--cache", &cache, "--threads", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    let sent = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    assert!(out.stdout.is_empty());
+    // Stopped mid-simulation: no result (partial or not) was written under a key.
+    let stats = json(&quargo(&["cache", "stats", "--cache", &cache]));
+    assert_eq!(stats["entries"], 0, "{stats}");
+    std::fs::remove_file(&file).ok();
+}

@@ -4,6 +4,7 @@
 
 mod cli;
 mod docker;
+mod kustomize;
 mod plugin;
 mod plugin_fuzz;
 mod plugin_manifest;

@@ -157,7 +157,7 @@ fn the_configmap_is_what_the_manifest_yields() {
 #[test]
 fn the_workflow_templates_use_the_plugin_as_documented() {
     let mut ops = Vec::new();
-    for file in ["quargo-cutting.yaml", "quargo-run.yaml"] {
+    for file in ["workflows/quargo-cutting.yaml", "workflows/quargo-run.yaml"] {
         let wt = yaml(&templates().join(file));
         assert_eq!(wt["kind"], "WorkflowTemplate", "{file}");
         let templates = wt["spec"]["templates"].as_array().expect("templates");
@@ -209,7 +209,7 @@ fn the_workflow_templates_validate_against_argos_crd() {
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     assert!(schema.is_object(), "the CRD has an openAPIV3Schema");
     let validator = jsonschema::validator_for(schema).expect("a usable schema");
-    for file in ["quargo-cutting.yaml", "quargo-run.yaml"] {
+    for file in ["workflows/quargo-cutting.yaml", "workflows/quargo-run.yaml"] {
         let wt = yaml(&templates().join(file));
         let errors: Vec<String> = validator
             .iter_errors(&wt)
@@ -218,7 +218,7 @@ fn the_workflow_templates_validate_against_argos_crd() {
         assert!(errors.is_empty(), "{file}: {errors:#?}");
     }
     // The check has teeth: a wrong type is caught.
-    let mut broken = yaml(&templates().join("quargo-run.yaml"));
+    let mut broken = yaml(&templates().join("workflows/quargo-run.yaml"));
     broken["spec"]["templates"][1]["timeout"] = serde_json::json!(30);
     assert!(!validator.is_valid(&broken), "a numeric timeout must fail");
 }

@@ -85,7 +85,7 @@ pub enum Command {
     Cache(CacheCommand),
     /// Serve Argo's executor-plugin API: POST /api/v1/template.execute for templates whose
     /// `plugin` object has the single key `quargo` (ops cut, simulate, reconstruct, run; see
-    /// templates/quargo-cutting.yaml), GET /healthz (liveness), GET /readyz (the store answers),
+    /// templates/workflows/quargo-cutting.yaml), GET /healthz (liveness), GET /readyz (the store answers),
     /// GET /metrics (Prometheus text).
     ///
     /// Every flag can also be set by the environment variable shown. The socket is bound before
@@ -100,7 +100,8 @@ pub enum Command {
     /// Prints the step's outputs as JSON ({"parameters": [...], "result": "..."}); with --outputs
     /// DIR also writes each parameter to DIR/NAME and the result to DIR/result, for Argo's
     /// `valueFrom.path`. A failed step exits 1 with the reason; a store that cannot be reached
-    /// exits 75 (retry: nothing partial was written, and a rerun computes only what is missing).
+    /// exits 75 (retry: nothing partial was written, and a rerun computes only what is missing), and
+    /// so does a step stopped by SIGTERM (a preempted pod) at its next check.
     ///
     /// Example: quargo worker simulate --batch b/3f... --cache redis://quargo-redis:6379/0
     Worker(WorkerArgs),
@@ -495,7 +496,9 @@ pub fn worker(args: &WorkerArgs, out: &mut impl Write) -> Result<()> {
         args.batch_size,
         args.max_gates,
     );
-    let outputs = match ops.execute(&body, &crate::cancel::Cancel::new()) {
+    let cancel = crate::cancel::Cancel::new();
+    stop_on_sigterm(cancel.clone());
+    let outputs = match ops.execute(&body, &cancel) {
         Ok(outputs) => outputs,
         Err(e) => {
             ops.cache.flush();
@@ -506,7 +509,11 @@ pub fn worker(args: &WorkerArgs, out: &mut impl Write) -> Result<()> {
                     args.op
                 ))
                 .into(),
-                Verdict::Stopped => anyhow::anyhow!("{} was stopped", args.op),
+                Verdict::Stopped => Transient(format!(
+                    "{} was stopped by SIGTERM (preempted?); what it finished is stored, a rerun computes the rest",
+                    args.op
+                ))
+                .into(),
             });
         }
     };
@@ -516,6 +523,39 @@ pub fn worker(args: &WorkerArgs, out: &mut impl Write) -> Result<()> {
     }
     write_json(out, &outputs)?;
     Ok(())
+}
+
+/// Raises `cancel` on SIGTERM or SIGINT (Kueue preempts a pod by deleting it): the step stops at
+/// its next check, with every result it finished already stored.
+fn stop_on_sigterm(cancel: crate::cancel::Cancel) {
+    let watcher = std::thread::Builder::new()
+        .name("quargo-signals".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+                tracing::warn!("stopping at the next step: a signal asked to");
+                cancel.cancel();
+            });
+        });
+    if let Err(e) = watcher {
+        tracing::warn!(error = %e, "cannot watch for SIGTERM; the step will not stop early");
+    }
 }
 
 /// Each output parameter in `dir/NAME` and the result in `dir/result`, each written whole (a
